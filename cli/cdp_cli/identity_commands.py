@@ -1,0 +1,74 @@
+"""`cdp identity ...`: resolve identifiers and show a customer's identity map."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from cdp.common.v1 import common_pb2
+from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
+
+
+def add_parser(commands: Any, handler: Callable[[argparse.Namespace], int]) -> None:
+    identity = commands.add_parser("identity", help="resolve identifiers, show identity maps")
+    actions = identity.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    resolve = actions.add_parser(
+        "resolve", help="find or create the customer these identifiers belong to"
+    )
+    resolve.add_argument("--email")
+    resolve.add_argument("--phone")
+    resolve.add_argument("--user-id", help="your systems' authoritative customer id")
+    resolve.add_argument("--anonymous-id")
+    resolve.add_argument("--device-id")
+    resolve.add_argument(
+        "--platform-id",
+        action="append",
+        default=[],
+        metavar="PLATFORM:ID",
+        help="a platform's id for the customer, e.g. shopify:7781 (repeatable)",
+    )
+    resolve.add_argument("--source", default="", help="the platform the identifiers come from")
+    resolve.set_defaults(func=handler)
+
+    show = actions.add_parser("show", help="print a customer's identity map")
+    show.add_argument("customer_id")
+    show.set_defaults(func=handler)
+
+
+def _platform_ids(values: list[str]) -> list[common_pb2.PlatformId]:
+    ids = []
+    for value in values:
+        platform, sep, platform_id = value.partition(":")
+        if not sep:
+            raise ValueError(f"--platform-id {value!r} must look like PLATFORM:ID")
+        ids.append(common_pb2.PlatformId(platform=platform, id=platform_id))
+    return ids
+
+
+def run(args: argparse.Namespace, address: str) -> int:
+    with grpc.insecure_channel(address) as channel:
+        stub = identity_pb2_grpc.IdentityServiceStub(channel)
+        if args.action == "resolve":
+            request = identity_pb2.ResolveIdentityRequest(
+                identifiers=common_pb2.Identifiers(
+                    email=args.email or "",
+                    phone=args.phone or "",
+                    user_id=args.user_id or "",
+                    anonymous_id=args.anonymous_id or "",
+                    device_id=args.device_id or "",
+                    platform_ids=_platform_ids(args.platform_id),
+                ),
+                source_platform=args.source,
+            )
+            print(json_format.MessageToJson(stub.ResolveIdentity(request, timeout=30), indent=2))
+        elif args.action == "show":
+            response = stub.GetIdentityMap(
+                identity_pb2.GetIdentityMapRequest(customer_id=args.customer_id), timeout=30
+            )
+            print(json_format.MessageToJson(response, indent=2))
+    return 0

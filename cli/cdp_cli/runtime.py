@@ -1,0 +1,268 @@
+"""`cdp up`: PostgreSQL, NATS and every service, started, watched and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from cdp_cli.services import SERVICES, ServiceSpec, port_of
+from cdp_embedded import EmbeddedNats, EmbeddedPostgres, create_database
+
+STATE_FILE = "state.json"
+EMBEDDED_DATABASE = "cdp"
+
+
+@dataclass
+class UpOptions:
+    data_dir: Path
+    bin_dir: Path
+    database_url: str | None
+    nats_url: str | None
+    nats_port: int
+    host: str = "127.0.0.1"
+    start_timeout: float = 90.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunningService:
+    spec: ServiceSpec
+    process: subprocess.Popen[bytes]
+    address: str
+    log_path: Path
+
+
+def redact_url(url: str) -> str:
+    """A URL fit to print: any password replaced."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+
+
+async def health_status(address: str, *, timeout: float = 2.0) -> str:
+    """SERVING, NOT_SERVING, ... or UNREACHABLE."""
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            response = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
+            return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+    except grpc.aio.AioRpcError:
+        return "UNREACHABLE"
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Suite:
+    """Owns the embedded servers and the service processes of one `cdp up`."""
+
+    def __init__(self, options: UpOptions) -> None:
+        self.options = options
+        self.postgres: EmbeddedPostgres | None = None
+        self.nats: EmbeddedNats | None = None
+        self.services: list[RunningService] = []
+        self.database_url = options.database_url or ""
+        self.nats_url = options.nats_url or ""
+
+    def available_services(self) -> list[ServiceSpec]:
+        return [spec for spec in SERVICES if (self.options.bin_dir / spec.binary).is_file()]
+
+    async def start(self) -> None:
+        data_dir = self.options.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        (data_dir / "logs").mkdir(exist_ok=True)
+        if not self.database_url:
+            self.postgres = EmbeddedPostgres(data_dir / "postgres")
+            admin_url = await asyncio.to_thread(self.postgres.start)
+            self.database_url = await create_database(admin_url, EMBEDDED_DATABASE)
+        if not self.nats_url:
+            self.nats = EmbeddedNats(
+                data_dir / "nats", port=self.options.nats_port, host=self.options.host
+            )
+            self.nats_url = await asyncio.to_thread(self.nats.start)
+        specs = self.available_services()
+        if not specs:
+            raise RuntimeError(
+                f"no service binaries in {self.options.bin_dir}; build them with ./pants package ::"
+            )
+        for spec in specs:
+            self.services.append(self._launch(spec))
+        await self._wait_serving()
+        self._write_state()
+
+    def _launch(self, spec: ServiceSpec) -> RunningService:
+        log_path = self.options.data_dir / "logs" / f"{spec.name}.log"
+        env = {
+            **os.environ,
+            **self.options.extra_env,
+            "CDP_GRPC_HOST": self.options.host,
+            "CDP_GRPC_PORT": str(port_of(spec)),
+            "CDP_LOG_FORMAT": os.environ.get("CDP_LOG_FORMAT", "json"),
+        }
+        if spec.needs_database:
+            env["DATABASE_URL"] = self.database_url
+        if spec.needs_nats:
+            env["NATS_URL"] = self.nats_url
+        for other in SERVICES:
+            env.setdefault(
+                f"CDP_{other.name.upper()}_ADDR", f"{self.options.host}:{port_of(other)}"
+            )
+        log = log_path.open("ab")
+        process = subprocess.Popen(
+            [str(self.options.bin_dir / spec.binary)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # Own process group: a Ctrl-C in the terminal reaches `cdp up` only, which then
+            # stops the services in order instead of them all dying at once.
+            start_new_session=True,
+        )
+        log.close()
+        return RunningService(spec, process, f"{self.options.host}:{port_of(spec)}", log_path)
+
+    async def _wait_serving(self) -> None:
+        deadline = time.monotonic() + self.options.start_timeout
+        pending = list(self.services)
+        while pending:
+            for service in list(pending):
+                if service.process.poll() is not None:
+                    raise RuntimeError(
+                        f"{service.spec.name} exited with {service.process.returncode} during "
+                        f"start; last lines of {service.log_path}:\n{_tail(service.log_path)}"
+                    )
+                if await health_status(service.address, timeout=1.0) == "SERVING":
+                    pending.remove(service)
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(s.spec.name for s in pending)
+                raise TimeoutError(
+                    f"{names} not SERVING within {self.options.start_timeout:.0f} s; "
+                    f"see {self.options.data_dir / 'logs'}"
+                )
+            if pending:
+                await asyncio.sleep(0.1)
+
+    def _write_state(self) -> None:
+        state = {
+            "pid": os.getpid(),
+            "database": redact_url(self.database_url),
+            "nats": self.nats_url,
+            "services": {
+                s.spec.name: {"address": s.address, "pid": s.process.pid, "log": str(s.log_path)}
+                for s in self.services
+            },
+        }
+        (self.options.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    def describe(self) -> str:
+        rows = [
+            (
+                "postgres",
+                redact_url(self.database_url),
+                "embedded (pgserver)" if self.postgres else "DATABASE_URL",
+            ),
+            ("nats", self.nats_url, "embedded (nats-server)" if self.nats else "NATS_URL"),
+        ]
+        rows += [
+            (s.spec.name, s.address, f"pid {s.process.pid}, log {s.log_path}")
+            for s in self.services
+        ]
+        width = max(len(name) for name, _, _ in rows)
+        return "\n".join(f"  {name:<{width}}  {where}  ({how})" for name, where, how in rows)
+
+    async def stop(self, *, timeout: float = 20.0) -> list[tuple[str, int | None]]:
+        """SIGTERM every service (newest first), then NATS and PostgreSQL; exit codes."""
+        exits: list[tuple[str, int | None]] = []
+        for service in reversed(self.services):
+            if service.process.poll() is None:
+                service.process.send_signal(signal.SIGTERM)
+        for service in reversed(self.services):
+            try:
+                code = await asyncio.to_thread(service.process.wait, timeout)
+            except subprocess.TimeoutExpired:
+                service.process.kill()
+                code = await asyncio.to_thread(service.process.wait)
+            exits.append((service.spec.name, code))
+        self.services = []
+        if self.nats is not None:
+            await asyncio.to_thread(self.nats.stop)
+        if self.postgres is not None:
+            await asyncio.to_thread(self.postgres.stop)
+        with contextlib.suppress(FileNotFoundError):
+            (self.options.data_dir / STATE_FILE).unlink()
+        return exits
+
+    async def watch(self, stop: asyncio.Event) -> str | None:
+        """Waits for `stop`; returns a reason if a service died on its own first."""
+        while not stop.is_set():
+            for service in self.services:
+                if service.process.poll() is not None:
+                    return (
+                        f"{service.spec.name} exited with {service.process.returncode}; "
+                        f"last lines of {service.log_path}:\n{_tail(service.log_path)}"
+                    )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+        return None
+
+
+async def run_up(options: UpOptions) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    suite = Suite(options)
+    try:
+        print("cdp: starting the suite ...", file=sys.stderr, flush=True)
+        await suite.start()
+        print("cdp: the suite is up:\n" + suite.describe(), flush=True)
+        print("cdp: press Ctrl-C to stop", flush=True)
+        failure = await suite.watch(stop)
+        if failure:
+            print(f"cdp: {failure}", file=sys.stderr)
+            return 1
+        return 0
+    except (RuntimeError, TimeoutError, OSError) as error:
+        print(f"cdp: {error}", file=sys.stderr)
+        return 1
+    finally:
+        print("cdp: stopping ...", file=sys.stderr, flush=True)
+        exits = await suite.stop()
+        for name, code in exits:
+            print(f"cdp: {name} exited with {code}", file=sys.stderr)
+        print("cdp: stopped", file=sys.stderr, flush=True)
+
+
+async def run_status(data_dir: Path) -> int:
+    state_path = data_dir / STATE_FILE
+    if state_path.exists():
+        state = json.loads(state_path.read_text())
+        addresses = {name: entry["address"] for name, entry in state["services"].items()}
+        print(f"postgres  {state['database']}\nnats      {state['nats']}")
+    else:
+        addresses = {spec.name: f"127.0.0.1:{port_of(spec)}" for spec in SERVICES}
+        print(f"(no {state_path}: checking the default ports)")
+    worst = 0
+    for name, address in addresses.items():
+        status = await health_status(address)
+        print(f"{name:<10} {address:<18} {status}")
+        worst = max(worst, 0 if status == "SERVING" else 1)
+    return worst

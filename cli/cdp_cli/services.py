@@ -1,0 +1,42 @@
+"""The services `cdp up` runs: only those that exist. A new service is one entry here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    # The pex built by `./pants package` (output_path "cdp/<binary>.pex").
+    binary: str
+    port: int
+    # The gRPC service a client calls, for `cdp call <name> ...` and status checks.
+    grpc_service: str
+    needs_database: bool = True
+    needs_nats: bool = True
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec(
+        name="identity",
+        binary="identity.pex",
+        port=50051,
+        grpc_service="cdp.identity.v1.IdentityService",
+    ),
+)
+
+
+def port_of(spec: ServiceSpec, environ: dict[str, str] | None = None) -> int:
+    """The port a service listens on: `CDP_<NAME>_PORT` when set, else its default."""
+    raw = (environ if environ is not None else os.environ).get(f"CDP_{spec.name.upper()}_PORT")
+    return int(raw) if raw else spec.port
+
+
+def by_name(name: str) -> ServiceSpec:
+    for spec in SERVICES:
+        if spec.name == name:
+            return spec
+    known = ", ".join(spec.name for spec in SERVICES)
+    raise KeyError(f"unknown service {name!r}; known: {known}")
