@@ -15,8 +15,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cdp.common.v1 import common_pb2
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
 from cdp_embedded import EmbeddedNats, to_asyncpg_dsn
-from cdp_identity import main as identity_main
 from cdp_embedded.nats import free_port
+from cdp_identity import main as identity_main
 from cdp_testing import wait_until
 
 
