@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -11,9 +10,10 @@ from google.protobuf import json_format
 
 from cdp.common.v1 import common_pb2
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
+from cdp_cli.services import address_of, by_name
 
 
-def add_parser(commands: Any, handler: Callable[[argparse.Namespace], int]) -> None:
+def add_parser(commands: Any) -> None:
     identity = commands.add_parser("identity", help="resolve identifiers, show identity maps")
     actions = identity.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -33,11 +33,11 @@ def add_parser(commands: Any, handler: Callable[[argparse.Namespace], int]) -> N
         help="a platform's id for the customer, e.g. shopify:7781 (repeatable)",
     )
     resolve.add_argument("--source", default="", help="the platform the identifiers come from")
-    resolve.set_defaults(func=handler)
+    resolve.set_defaults(func=run)
 
     show = actions.add_parser("show", help="print a customer's identity map")
     show.add_argument("customer_id")
-    show.set_defaults(func=handler)
+    show.set_defaults(func=run)
 
 
 def _platform_ids(values: list[str]) -> list[common_pb2.PlatformId]:
@@ -50,8 +50,8 @@ def _platform_ids(values: list[str]) -> list[common_pb2.PlatformId]:
     return ids
 
 
-def run(args: argparse.Namespace, address: str) -> int:
-    with grpc.insecure_channel(address) as channel:
+def run(args: argparse.Namespace) -> int:
+    with grpc.insecure_channel(address_of(by_name("identity"))) as channel:
         stub = identity_pb2_grpc.IdentityServiceStub(channel)
         if args.action == "resolve":
             request = identity_pb2.ResolveIdentityRequest(

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import grpc
 
-from cdp_cli.services import SERVICES, by_name, port_of
+from cdp_cli import identity_commands
+from cdp_cli.services import SERVICES, AreaCommands, address_of, by_name
+
+# One module per area: `add_parser(commands)` adds its subcommand, whose handler takes the
+# parsed arguments and returns the exit code.
+AREA_COMMANDS: tuple[AreaCommands, ...] = (identity_commands,)
 
 
 def _default_bin_dir() -> Path:
@@ -26,11 +31,6 @@ def _default_bin_dir() -> Path:
 
 def _data_dir(value: str | None) -> Path:
     return Path(value or os.environ.get("CDP_DATA_DIR") or ".cdp").resolve()
-
-
-def _address(service: str) -> str:
-    spec = by_name(service)
-    return os.environ.get(f"CDP_{spec.name.upper()}_ADDR", f"127.0.0.1:{port_of(spec)}")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -55,7 +55,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_call(args: argparse.Namespace) -> int:
     from cdp_cli.reflection_client import ReflectionClient
 
-    with grpc.insecure_channel(_address(args.service)) as channel:
+    with grpc.insecure_channel(address_of(by_name(args.service))) as channel:
         client = ReflectionClient(channel)
         if not args.method:
             print("\n".join(client.services()))
@@ -63,12 +63,6 @@ def cmd_call(args: argparse.Namespace) -> int:
         for response in client.call(args.method, args.request, timeout=args.timeout):
             print(response)
     return 0
-
-
-def cmd_identity(args: argparse.Namespace) -> int:
-    from cdp_cli import identity_commands
-
-    return identity_commands.run(args, _address("identity"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,9 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--timeout", type=float, default=30.0)
     call.set_defaults(func=cmd_call)
 
-    from cdp_cli import identity_commands
-
-    identity_commands.add_parser(commands, cmd_identity)
+    for module in AREA_COMMANDS:
+        module.add_parser(commands)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,17 @@ def port_of(spec: ServiceSpec, environ: dict[str, str] | None = None) -> int:
     """The port a service listens on: `CDP_<NAME>_PORT` when set, else its default."""
     raw = (environ if environ is not None else os.environ).get(f"CDP_{spec.name.upper()}_PORT")
     return int(raw) if raw else spec.port
+
+
+def address_of(spec: ServiceSpec) -> str:
+    """Where the CLI finds a service: `CDP_<NAME>_ADDR`, else localhost on its port."""
+    return os.environ.get(f"CDP_{spec.name.upper()}_ADDR", f"127.0.0.1:{port_of(spec)}")
+
+
+class AreaCommands(Protocol):
+    """A `cli/cdp_cli/<area>_commands.py` module."""
+
+    def add_parser(self, commands: Any) -> None: ...
 
 
 def by_name(name: str) -> ServiceSpec:
