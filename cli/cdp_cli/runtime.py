@@ -38,6 +38,8 @@ class UpOptions:
     host: str = "127.0.0.1"
     start_timeout: float = 90.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Start only these services (benchmarks); every available one when empty.
+    only: tuple[str, ...] = ()
 
 
 @dataclass
@@ -112,7 +114,11 @@ class Suite:
         self._lock: TextIO | None = None
 
     def available_services(self) -> list[ServiceSpec]:
-        return [spec for spec in SERVICES if (self.options.bin_dir / spec.binary).is_file()]
+        return [
+            spec for spec in SERVICES
+            if (self.options.bin_dir / spec.binary).is_file()
+            and (not self.options.only or spec.name in self.options.only)
+        ]
 
     async def start(self) -> None:
         data_dir = self.options.data_dir
