@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 from sqlalchemy import text
@@ -40,6 +41,22 @@ def sqlalchemy_url(url: str) -> str:
     return re.sub(r"^(postgres|postgresql)(\+\w+)?://", "postgresql+asyncpg://", url)
 
 
+def to_asyncpg_dsn(url: str) -> tuple[str, dict[str, Any]]:
+    """A DSN and keyword arguments asyncpg accepts, from any PostgreSQL URL the suite takes.
+
+    Strips SQLAlchemy's `+asyncpg` driver marker; a `host=` query parameter naming a socket
+    folder (pgserver's URLs) is passed as asyncpg's `host` argument.
+    """
+    cleaned = re.sub(r"^postgresql\+\w+://", "postgresql://", url)
+    cleaned = cleaned.replace("postgres://", "postgresql://", 1)
+    parts = urlsplit(cleaned)
+    kwargs: dict[str, Any] = {}
+    query = parse_qs(parts.query)
+    if "host" in query:
+        kwargs["host"] = query["host"][0]
+    return cleaned, kwargs
+
+
 def create_database_engine(
     settings: DatabaseSettings, *, application_name: str = "cdp"
 ) -> AsyncEngine:
@@ -58,11 +75,27 @@ def create_database_engine(
 
 
 class Database:
-    """One engine and session factory per process; sessions and connections per unit of work."""
+    """One engine and session factory per process; sessions and connections per unit of work.
+
+    `pool` is a plain asyncpg pool beside the engine, for read-only hot paths where one round
+    trip matters (SQLAlchemy's checkout adds a ping and bookkeeping); open it with
+    `open_pool` at start.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._pool: asyncpg.Pool | None = None
+
+    async def open_pool(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        dsn, kwargs = to_asyncpg_dsn(url)
+        self._pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, **kwargs)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("Database.open_pool() first")
+        return self._pool
 
     async def ping(self) -> None:
         """Raises Unavailable when the database cannot run a query."""
@@ -79,12 +112,25 @@ class Database:
             yield await driver_connection(connection)
 
     async def dispose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
         await self.engine.dispose()
 
 
 async def driver_connection(connection: AsyncConnection | AsyncSession) -> Any:
-    """The asyncpg connection under a SQLAlchemy connection or session, same transaction."""
+    """The asyncpg connection under a SQLAlchemy connection or session, in its transaction.
+
+    SQLAlchemy's asyncpg adapter opens the database transaction lazily, on the first
+    statement *it* runs; statements sent straight to asyncpg would run before that, each in
+    its own implicit transaction. So the adapter's transaction is started here first, and
+    the session's commit or rollback then covers asyncpg's statements too.
+    """
     if isinstance(connection, AsyncSession):
         connection = await connection.connection()
     raw = await connection.get_raw_connection()
+    adapted = raw.dbapi_connection
+    if getattr(adapted, "_transaction", None) is None and connection.in_transaction():
+        # The adapter keeps no public way to begin; this is the call its own execute makes.
+        await adapted._start_transaction()
     return raw.driver_connection

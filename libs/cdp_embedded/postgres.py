@@ -8,9 +8,11 @@ import os
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import asyncpg
+
+from cdp_db.engine import to_asyncpg_dsn
 
 logger = logging.getLogger(__name__)
 
@@ -82,22 +84,6 @@ def _is_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def to_asyncpg_dsn(url: str) -> tuple[str, dict[str, Any]]:
-    """A DSN and keyword arguments asyncpg accepts, from any PostgreSQL URL the suite takes.
-
-    Strips SQLAlchemy's `+asyncpg` driver marker; a `host=` query parameter naming a socket
-    folder (pgserver's URLs) is passed as asyncpg's `host` argument.
-    """
-    cleaned = re.sub(r"^postgresql\+\w+://", "postgresql://", url)
-    cleaned = cleaned.replace("postgres://", "postgresql://", 1)
-    parts = urlsplit(cleaned)
-    kwargs: dict[str, Any] = {}
-    query = parse_qs(parts.query)
-    if "host" in query:
-        kwargs["host"] = query["host"][0]
-    return cleaned, kwargs
 
 
 def with_database(url: str, database: str) -> str:

@@ -101,3 +101,36 @@ def test_cdp_up_serves_identity_to_a_reflection_client_and_stops_cleanly(suite: 
     assert suite.process.returncode == 0, output
     assert "cdp: identity exited with 0" in output
     assert not (suite.data_dir / "state.json").exists()
+
+
+def cdp(suite: Suite, *args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "CDP_IDENTITY_ADDR": suite.identity_address}
+    done = subprocess.run([str(BIN_DIR / "cdp.pex"), *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_the_cli_resolves_merges_unmerges_and_forgets(suite: Suite) -> None:
+    code, out, _ = cdp(suite, "identity", "resolve", "--email", "ada@example.com",
+                       "--source", "crm")
+    assert code == 0
+    ada = json.loads(out)["customerId"]
+    _, out, _ = cdp(suite, "identity", "resolve", "--phone", "+14155552671")
+    other = json.loads(out)["customerId"]
+    code, out, _ = cdp(suite, "identity", "merge", other, ada, "--reason", "same person")
+    assert code == 0
+    merge = json.loads(out)
+    assert merge["survivorCustomerId"] == ada
+    _, out, _ = cdp(suite, "identity", "show", other)
+    assert {e["value"] for e in json.loads(out)["identities"]} == {"ada@example.com",
+                                                                    "+14155552671"}
+    _, out, _ = cdp(suite, "identity", "merges", ada)
+    assert json.loads(out)["merges"][0]["reason"] == "same person"
+    code, out, _ = cdp(suite, "identity", "unmerge", merge["mergeId"])
+    assert code == 0 and json.loads(out)["restoredCustomerId"] == other
+    code, out, _ = cdp(suite, "identity", "forget", ada)
+    assert code == 0 and json.loads(out)["identitiesDeleted"] == "1"
+    code, _, err = cdp(suite, "identity", "resolve", "--email", "ada@example.com")
+    assert code == 1 and "FAILED_PRECONDITION" in err and "forgotten" in err
+    code, _, err = cdp(suite, "identity", "resolve", "--email", "not-an-email")
+    assert code == 1 and "identifiers.email: is not a valid email address" in err

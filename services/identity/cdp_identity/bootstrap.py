@@ -11,8 +11,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+
+from opentelemetry import trace
 
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
 from cdp_bus import (
@@ -27,9 +29,16 @@ from cdp_db import Database, apply_migrations, create_database_engine
 from cdp_grpc import GrpcServer, ServiceRegistration, background, serving, stop_on_signals
 from cdp_identity.adapters.tables import SCHEMA
 from cdp_identity.adapters.unit_of_work import SqlIdentityUnitOfWork
+from cdp_identity.domain.identifiers import (
+    DEFAULT_BLOCKED_PATTERNS,
+    DEFAULT_BLOCKED_VALUES,
+    BlockedValues,
+)
+from cdp_identity.domain.matching import DEFAULT_ODDS, Scorer
+from cdp_identity.domain.merging import DEFAULT_LIMITS, IdentityLimits
 from cdp_identity.entrypoints.grpc_servicer import IdentityServicer
 from cdp_identity.service_layer.ports import IdentityUnitOfWork
-from cdp_identity.service_layer.resolver import IdentityResolver, utc_now
+from cdp_identity.service_layer.resolver import IdentityResolver, ResolverPolicy, utc_now
 from cdp_identity.settings import DEFAULT_PORT, IdentitySettings
 from cdp_telemetry import Telemetry, configure_telemetry
 
@@ -45,22 +54,37 @@ class IdentityApp:
     servicer: IdentityServicer
 
 
+def policy_from(settings: IdentitySettings) -> ResolverPolicy:
+    per_kind = dict(DEFAULT_LIMITS.per_kind)
+    per_kind.update(settings.limits or {})
+    return ResolverPolicy(
+        default_region=settings.default_region,
+        known_platforms=frozenset(settings.platforms),
+        blocked=BlockedValues.of(
+            (*DEFAULT_BLOCKED_VALUES, *settings.blocked_values), DEFAULT_BLOCKED_PATTERNS
+        ),
+        limits=IdentityLimits(per_kind=per_kind, max_merges=settings.max_merges),
+        match_threshold=settings.match_threshold,
+        match_prior=settings.match_prior,
+        max_candidates=settings.max_candidates,
+        verify_granularity=timedelta(seconds=settings.verify_granularity_seconds),
+        suppression_key=settings.suppression_key.reveal().encode(),
+        scorer=Scorer(DEFAULT_ODDS, prior=settings.match_prior),
+    )
+
+
 def build_app(
     settings: IdentitySettings,
     *,
+    database: Database | None,
     uow_factory: Callable[[], IdentityUnitOfWork],
+    tracer: trace.Tracer,
     clock: Callable[[], datetime] = utc_now,
 ) -> IdentityApp:
     resolver = IdentityResolver(
-        uow_factory,
-        default_region=settings.default_region,
-        known_platforms=frozenset(settings.platforms),
-        clock=clock,
+        database, uow_factory, policy=policy_from(settings), tracer=tracer, clock=clock
     )
-    # Merge, unmerge, forget and the merge log answer UNIMPLEMENTED (the generated base class)
-    # until the identity capability beyond deterministic resolution is built.
-    servicer = IdentityServicer(resolver)  # type: ignore[abstract]
-    return IdentityApp(resolver=resolver, servicer=servicer)
+    return IdentityApp(resolver=resolver, servicer=IdentityServicer(resolver))
 
 
 async def serve(
@@ -81,6 +105,7 @@ async def serve(
         database = Database(engine)
         stack.push_async_callback(database.dispose)
         await apply_migrations(engine, schema=SCHEMA, migrations_dir=MIGRATIONS)
+        await database.open_pool(settings.database.url, max_size=settings.database.pool_size)
 
         nats_client = await connect_nats(settings.nats, name=SERVICE_NAME)
         stack.push_async_callback(close_nats, nats_client)
@@ -93,8 +118,12 @@ async def serve(
         stack.push_async_callback(relay.flush)
         await stack.enter_async_context(background(relay.run(), name="outbox-relay"))
 
+        sql_tracer = telemetry.tracer("cdp.sql")
         app = build_app(
-            settings, uow_factory=lambda: SqlIdentityUnitOfWork(database.sessions, outbox)
+            settings,
+            database=database,
+            uow_factory=lambda: SqlIdentityUnitOfWork(database.sessions, outbox, sql_tracer),
+            tracer=sql_tracer,
         )
         server = GrpcServer(
             settings.grpc,

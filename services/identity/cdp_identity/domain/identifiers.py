@@ -16,7 +16,8 @@ code) and stored as E.164; a number that is not valid for its region is rejected
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import phonenumbers
@@ -131,6 +132,43 @@ def _plain(raw: str, field: str) -> tuple[str | None, FieldViolation | None]:
 
 
 @dataclass(frozen=True)
+class BlockedValues:
+    """Placeholder values that never identify anyone, compared after normalisation.
+
+    Sources send these when they know nothing (`null`, `anonymous`), in test fixtures
+    (`test@test.com`) or as unset numeric ids (`0`, `00000000-0000-...`). Matching on them
+    would merge every such customer into one, the classic over-merge.
+    """
+
+    values: frozenset[str]
+    patterns: tuple[re.Pattern[str], ...] = field(default=())
+
+    @classmethod
+    def of(cls, values: Iterable[str], patterns: Iterable[str] = ()) -> BlockedValues:
+        return cls(
+            frozenset(v.strip().lower() for v in values if v.strip()),
+            tuple(re.compile(p) for p in patterns),
+        )
+
+    def __contains__(self, value: object) -> bool:
+        if not isinstance(value, str):
+            return False
+        return value in self.values or any(p.fullmatch(value) for p in self.patterns)
+
+
+DEFAULT_BLOCKED_VALUES = (
+    "null", "none", "nil", "undefined", "anonymous", "unknown", "n/a", "na", "-1",
+    "[object object]",
+    "test@test.com", "test@example.com", "noemail@noemail.com", "none@none.com",
+    "no-reply@example.com", "email@example.com", "user@example.com",
+)
+# All zeros (with any dashes), as unset UUIDs and numeric ids look; an all-zero phone number.
+DEFAULT_BLOCKED_PATTERNS = (r"[0\-]+", r"\+0+")
+
+NO_BLOCKED_VALUES = BlockedValues.of(())
+
+
+@dataclass(frozen=True)
 class NormalizedIdentifiers:
     keys: tuple[IdentityKey, ...]
     session_id: str = ""
@@ -144,18 +182,27 @@ def normalize_identifiers(
     *,
     default_region: str,
     known_platforms: frozenset[str],
+    blocked: BlockedValues = NO_BLOCKED_VALUES,
     field: str = "identifiers",
 ) -> tuple[NormalizedIdentifiers, list[FieldViolation]]:
-    """Normalised keys (sorted by match priority) and every violation found."""
+    """Normalised keys (sorted by match priority) and every violation found.
+
+    Blocked placeholder values are dropped silently (they never match anything); a request
+    left with nothing but blocked values is rejected.
+    """
     keys: list[IdentityKey] = []
     violations: list[FieldViolation] = []
+    blocked_seen = False
 
     def add(
         kind: IdentityKind, result: tuple[str | None, FieldViolation | None], platform: str = ""
     ) -> None:
+        nonlocal blocked_seen
         value, violation = result
         if violation is not None:
             violations.append(violation)
+        elif value and value.lower() in blocked:
+            blocked_seen = True
         elif value:
             keys.append(IdentityKey(kind, value, platform))
 
@@ -210,8 +257,11 @@ def normalize_identifiers(
         violations.append(
             FieldViolation(
                 field,
-                "at least one identifier is required (user_id, email, phone, platform_ids, "
-                "device_id, anonymous_id or cookies)",
+                "every identifier given is a blocked placeholder value (such as null, "
+                "anonymous or an all-zero id), which never identifies anyone"
+                if blocked_seen
+                else "at least one identifier is required (user_id, email, phone, "
+                "platform_ids, device_id, anonymous_id or cookies)",
             )
         )
     unique = sorted(set(keys), key=lambda key: (key.priority, key.platform, key.value))

@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from cdp_identity.domain.identifiers import IdentityKey, RawIdentifiers
+from cdp_identity.domain.matching import PersonAttributes
 
 
 class MatchMethod(StrEnum):
@@ -18,7 +19,14 @@ class MatchMethod(StrEnum):
 class IdentityStatus(StrEnum):
     ACTIVE = "active"
     ARCHIVED = "archived"
+    # Came from a customer that was merged into this one.
     MERGED = "merged"
+
+
+class CustomerStatus(StrEnum):
+    ACTIVE = "active"
+    MERGED = "merged"
+    FORGOTTEN = "forgotten"
 
 
 @dataclass(frozen=True)
@@ -26,8 +34,17 @@ class ResolveIdentity:
     """Command: find or create the customer these identifiers belong to."""
 
     identifiers: RawIdentifiers
+    attributes: PersonAttributes = PersonAttributes()
     source_platform: str = ""
     allow_probabilistic: bool = False
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    merge_ids: tuple[str, ...] = ()
+    merged_customer_ids: tuple[str, ...] = ()
+    refused: bool = False
+    refusal_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,7 @@ class Resolution:
     confidence: float
     matched_on: tuple[str, ...]
     created: bool
+    merge: MergeOutcome = MergeOutcome()
 
 
 @dataclass(frozen=True)
@@ -57,3 +75,21 @@ class IdentityMap:
     created_at: datetime
     updated_at: datetime
     merged_customer_ids: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class MergeRecord:
+    merge_id: str
+    survivor_customer_id: str
+    merged_customer_id: str
+    reason: str
+    matched_on: tuple[str, ...]
+    merged_at: datetime
+    unmerged_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    customer_id: str
+    identities_deleted: int
+    forgotten_customer_ids: tuple[str, ...]

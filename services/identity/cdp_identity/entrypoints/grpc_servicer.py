@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -12,16 +13,20 @@ from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
 from cdp_errors import DomainError, InvalidArgument
 from cdp_grpc.errors import rich_status
 from cdp_identity.domain.identifiers import IdentityKind, RawIdentifiers, RawPlatformId
+from cdp_identity.domain.matching import PersonAttributes
 from cdp_identity.domain.model import (
     IdentityMap,
     IdentityStatus,
     MatchMethod,
+    MergeRecord,
     Resolution,
     ResolveIdentity,
 )
 from cdp_identity.service_layer.resolver import IdentityResolver
 
 MAX_BATCH_ITEMS = 10_000
+
+Context = grpc.aio.ServicerContext[Any, Any]
 
 _METHODS = {
     MatchMethod.DETERMINISTIC: identity_pb2.MATCH_METHOD_DETERMINISTIC,
@@ -49,24 +54,45 @@ def raw_identifiers(message: common_pb2.Identifiers) -> RawIdentifiers:
 
 
 def to_command(request: identity_pb2.ResolveIdentityRequest) -> ResolveIdentity:
+    attributes = request.attributes
     return ResolveIdentity(
         identifiers=raw_identifiers(request.identifiers),
+        attributes=PersonAttributes(
+            given_name=attributes.given_name,
+            family_name=attributes.family_name,
+            birth_date=attributes.birth_date,
+            street_address=attributes.street_address,
+            locality=attributes.locality,
+            postcode=attributes.postcode,
+            region=attributes.region,
+        ),
         source_platform=request.source_platform.strip().lower(),
         allow_probabilistic=request.allow_probabilistic,
     )
 
 
 def to_response(resolution: Resolution) -> identity_pb2.ResolveIdentityResponse:
-    return identity_pb2.ResolveIdentityResponse(
+    response = identity_pb2.ResolveIdentityResponse(
         customer_id=resolution.customer_id,
         confidence=resolution.confidence,
         method=_METHODS[resolution.method],
         matched_on=list(resolution.matched_on),
         created=resolution.created,
     )
+    merge = resolution.merge
+    if merge.merge_ids or merge.refused:
+        response.merge.CopyFrom(
+            identity_pb2.MergeOutcome(
+                merge_ids=list(merge.merge_ids),
+                merged_customer_ids=list(merge.merged_customer_ids),
+                refused=merge.refused,
+                refusal_reason=merge.refusal_reason,
+            )
+        )
+    return response
 
 
-def _timestamp(value: Any) -> Timestamp:
+def _timestamp(value: datetime) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(value)
     return stamp
@@ -90,16 +116,33 @@ def to_identity_map(found: IdentityMap) -> identity_pb2.GetIdentityMapResponse:
                 status=_STATUSES[stored.status],
             )
         )
-        active = stored.status is IdentityStatus.ACTIVE
-        if stored.key.kind is IdentityKind.EMAIL and active and not response.primary_email:
-            response.primary_email = stored.key.value
-        if stored.key.kind is IdentityKind.PHONE and active and not response.primary_phone:
-            response.primary_phone = stored.key.value
-        if stored.key.kind is IdentityKind.COOKIE:
-            response.cookies.append(stored.key.value)
-        if stored.key.kind is IdentityKind.DEVICE_ID:
-            response.device_ids.append(stored.key.value)
+    # Primary: the first-recorded active one, else the first at all.
+    for kind, target in ((IdentityKind.EMAIL, "primary_email"), (IdentityKind.PHONE,
+                                                                   "primary_phone")):
+        of_kind = [s for s in found.identities if s.key.kind is kind]
+        active = [s for s in of_kind if s.status is IdentityStatus.ACTIVE]
+        chosen = (active or of_kind)[:1]
+        if chosen:
+            setattr(response, target, chosen[0].key.value)
+    response.cookies.extend(s.key.value for s in found.identities
+                            if s.key.kind is IdentityKind.COOKIE)
+    response.device_ids.extend(s.key.value for s in found.identities
+                               if s.key.kind is IdentityKind.DEVICE_ID)
     return response
+
+
+def to_merge_record(record: MergeRecord) -> identity_pb2.MergeRecord:
+    message = identity_pb2.MergeRecord(
+        merge_id=record.merge_id,
+        survivor_customer_id=record.survivor_customer_id,
+        merged_customer_id=record.merged_customer_id,
+        reason=record.reason,
+        matched_on=list(record.matched_on),
+        merged_at=_timestamp(record.merged_at),
+    )
+    if record.unmerged_at is not None:
+        message.unmerged_at.CopyFrom(_timestamp(record.unmerged_at))
+    return message
 
 
 def item_error(error: DomainError) -> common_pb2.ItemError:
@@ -118,40 +161,66 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self._resolver = resolver
 
     async def ResolveIdentity(
-        self,
-        request: identity_pb2.ResolveIdentityRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, request: identity_pb2.ResolveIdentityRequest, context: Context
     ) -> identity_pb2.ResolveIdentityResponse:
         return to_response(await self._resolver.resolve(to_command(request)))
 
     async def BatchResolveIdentities(
-        self,
-        request: identity_pb2.BatchResolveIdentitiesRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, request: identity_pb2.BatchResolveIdentitiesRequest, context: Context
     ) -> identity_pb2.BatchResolveIdentitiesResponse:
         if len(request.items) > MAX_BATCH_ITEMS:
             raise InvalidArgument.single(
                 "items", f"has {len(request.items)} entries; the limit is {MAX_BATCH_ITEMS}"
             )
+        results = await self._resolver.resolve_batch([to_command(i) for i in request.items])
         response = identity_pb2.BatchResolveIdentitiesResponse()
-        for index, item in enumerate(request.items):
-            try:
-                resolution = await self._resolver.resolve(to_command(item))
-            except InvalidArgument as error:
+        for result in results:
+            if isinstance(result, Resolution):
                 response.results.append(
-                    identity_pb2.ResolveIdentityResult(
-                        error=item_error(error.under(f"items[{index}]"))
-                    )
+                    identity_pb2.ResolveIdentityResult(resolution=to_response(result))
                 )
-                continue
-            response.results.append(
-                identity_pb2.ResolveIdentityResult(resolution=to_response(resolution))
-            )
+            else:
+                response.results.append(identity_pb2.ResolveIdentityResult(error=item_error(result)))
         return response
 
     async def GetIdentityMap(
-        self,
-        request: identity_pb2.GetIdentityMapRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, request: identity_pb2.GetIdentityMapRequest, context: Context
     ) -> identity_pb2.GetIdentityMapResponse:
         return to_identity_map(await self._resolver.identity_map(request.customer_id))
+
+    async def MergeCustomers(
+        self, request: identity_pb2.MergeCustomersRequest, context: Context
+    ) -> identity_pb2.MergeCustomersResponse:
+        record = await self._resolver.merge(
+            request.customer_id, request.other_customer_id, request.reason
+        )
+        return identity_pb2.MergeCustomersResponse(
+            survivor_customer_id=record.survivor_customer_id,
+            merged_customer_id=record.merged_customer_id,
+            merge_id=record.merge_id,
+        )
+
+    async def UnmergeCustomers(
+        self, request: identity_pb2.UnmergeCustomersRequest, context: Context
+    ) -> identity_pb2.UnmergeCustomersResponse:
+        record = await self._resolver.unmerge(request.merge_id)
+        return identity_pb2.UnmergeCustomersResponse(
+            survivor_customer_id=record.survivor_customer_id,
+            restored_customer_id=record.merged_customer_id,
+        )
+
+    async def ForgetCustomer(
+        self, request: identity_pb2.ForgetCustomerRequest, context: Context
+    ) -> identity_pb2.ForgetCustomerResponse:
+        forgotten = await self._resolver.forget(request.customer_id)
+        return identity_pb2.ForgetCustomerResponse(
+            customer_id=forgotten.customer_id,
+            identities_deleted=forgotten.identities_deleted,
+            forgotten_customer_ids=list(forgotten.forgotten_customer_ids),
+        )
+
+    async def ListMerges(
+        self, request: identity_pb2.ListMergesRequest, context: Context
+    ) -> identity_pb2.ListMergesResponse:
+        records = await self._resolver.list_merges(request.customer_id)
+        return identity_pb2.ListMergesResponse(merges=[to_merge_record(r) for r in records])

@@ -3,6 +3,9 @@ from __future__ import annotations
 import pytest
 
 from cdp_identity.domain.identifiers import (
+    DEFAULT_BLOCKED_PATTERNS,
+    DEFAULT_BLOCKED_VALUES,
+    BlockedValues,
     IdentityKind,
     RawIdentifiers,
     RawPlatformId,
@@ -117,3 +120,24 @@ def test_keys_come_in_match_priority_order_without_duplicates() -> None:
 def test_identifier_over_255_characters_is_rejected() -> None:
     _, violations = normalize(RawIdentifiers(user_id="u" * 256))
     assert violations == [("identifiers.user_id", "is 256 characters long; the limit is 255")]
+
+
+def test_blocked_placeholder_values_never_become_identifiers() -> None:
+    blocked = BlockedValues.of(DEFAULT_BLOCKED_VALUES, DEFAULT_BLOCKED_PATTERNS)
+    normalized, violations = normalize_identifiers(
+        RawIdentifiers(email="TEST@test.com", anonymous_id="anonymous",
+                       device_id="00000000-0000-0000-0000-000000000000", user_id="u-1"),
+        default_region="US", known_platforms=PLATFORMS, blocked=blocked,
+    )
+    assert violations == []
+    assert [(k.kind.value, k.value) for k in normalized.keys] == [("user_id", "u-1")]
+
+
+def test_a_request_of_nothing_but_blocked_values_is_rejected() -> None:
+    blocked = BlockedValues.of(DEFAULT_BLOCKED_VALUES, DEFAULT_BLOCKED_PATTERNS)
+    _, violations = normalize_identifiers(
+        RawIdentifiers(user_id="null", cookies=("0",)), default_region="US",
+        known_platforms=PLATFORMS, blocked=blocked,
+    )
+    assert [v.field for v in violations] == ["identifiers"]
+    assert "blocked placeholder" in violations[0].description
