@@ -19,6 +19,17 @@ def event_name(event_type: str) -> str:
     return name if len(name) >= NAME_MIN else ""
 
 
+def _plain(value: Any) -> Any:
+    """Integral floats as ints: protobuf Struct carries every number as a double."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def string_properties(properties: dict[str, Any]) -> dict[str, str]:
     """Mailchimp event properties are strings: scalars as text, anything nested as JSON."""
     result: dict[str, str] = {}
@@ -34,7 +45,7 @@ def string_properties(properties: dict[str, Any]) -> dict[str, str]:
         elif isinstance(value, (int, float)):
             result[str(key)] = str(value)
         else:
-            result[str(key)] = json.dumps(value, sort_keys=True, separators=(",", ":"))
+            result[str(key)] = json.dumps(_plain(value), sort_keys=True, separators=(",", ":"))
     return result
 
 
