@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -95,6 +97,25 @@ async def health_status(address: str, *, timeout: float = 2.0) -> str:
         return "UNREACHABLE"
 
 
+async def http_status(url: str, *, timeout: float = 2.0) -> str:
+    """SERVING when a GET of `url` answers 200, else UNREACHABLE (for HTTP stand-ins)."""
+
+    def probe() -> str:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as reply:
+                return "SERVING" if reply.status == 200 else f"HTTP {reply.status}"
+        except (urllib.error.URLError, OSError):
+            return "UNREACHABLE"
+
+    return await asyncio.to_thread(probe)
+
+
+async def service_status(spec: ServiceSpec | None, address: str, *, timeout: float = 2.0) -> str:
+    if spec is not None and spec.health == "http":
+        return await http_status(f"http://{address}{spec.health_path}", timeout=timeout)
+    return await health_status(address, timeout=timeout)
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     if not path.exists():
         return ""
@@ -114,10 +135,12 @@ class Suite:
         self._lock: TextIO | None = None
 
     def available_services(self) -> list[ServiceSpec]:
+        environ = {**os.environ, **self.options.extra_env}
         return [
             spec for spec in SERVICES
             if (self.options.bin_dir / spec.binary).is_file()
             and (not self.options.only or spec.name in self.options.only)
+            and not (spec.skip_if_env and environ.get(spec.skip_if_env))
         ]
 
     async def start(self) -> None:
@@ -146,18 +169,26 @@ class Suite:
             )
             # Started from this (the main) thread: its death signal follows the thread.
             self.nats_url = self.nats.start()
+        exported = {
+            name: value.format(address=f"{self.options.host}:{port_of(spec)}")
+            for spec in specs
+            for name, value in spec.exports
+        }
         for spec in specs:
-            self.services.append(self._launch(spec))
+            self.services.append(self._launch(spec, exported))
         await self._wait_serving()
         self._write_state()
 
-    def _launch(self, spec: ServiceSpec) -> RunningService:
+    def _launch(self, spec: ServiceSpec, exported: dict[str, str] | None = None) -> RunningService:
         log_path = self.options.data_dir / "logs" / f"{spec.name}.log"
         env = {
+            # What other services export comes first: explicit settings win over it.
+            **(exported or {}),
             **os.environ,
             **self.options.extra_env,
             "CDP_GRPC_HOST": self.options.host,
             "CDP_GRPC_PORT": str(port_of(spec)),
+            spec.port_env: str(port_of(spec)),
             "CDP_LOG_FORMAT": os.environ.get("CDP_LOG_FORMAT", "json"),
         }
         if spec.needs_database:
@@ -190,7 +221,7 @@ class Suite:
                         f"{service.spec.name} exited with {service.process.returncode} during "
                         f"start; last lines of {service.log_path}:\n{_tail(service.log_path)}"
                     )
-                if await health_status(service.address, timeout=1.0) == "SERVING":
+                if await service_status(service.spec, service.address, timeout=1.0) == "SERVING":
                     pending.remove(service)
             if pending and time.monotonic() > deadline:
                 names = ", ".join(s.spec.name for s in pending)
@@ -305,8 +336,9 @@ async def run_status(data_dir: Path) -> int:
         addresses = {spec.name: f"127.0.0.1:{port_of(spec)}" for spec in SERVICES}
         print(f"(no {state_path}: checking the default ports)")
     worst = 0
+    specs = {spec.name: spec for spec in SERVICES}
     for name, address in addresses.items():
-        status = await health_status(address)
+        status = await service_status(specs.get(name), address)
         print(f"{name:<10} {address:<18} {status}")
         worst = max(worst, 0 if status == "SERVING" else 1)
     return worst

@@ -17,6 +17,16 @@ class ServiceSpec:
     grpc_service: str
     needs_database: bool = True
     needs_nats: bool = True
+    # How readiness is checked: "grpc" (the standard health service) or "http" (a GET of
+    # `health_path` answering 200), for stand-ins that are not gRPC servers.
+    health: str = "grpc"
+    health_path: str = ""
+    # The variable that carries the port to the process.
+    port_env: str = "CDP_GRPC_PORT"
+    # Not started when this variable is set (a sandbox when the real platform is configured).
+    skip_if_env: str = ""
+    # Variables every other service gets when this one runs; "{address}" is its host:port.
+    exports: tuple[tuple[str, str], ...] = ()
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
@@ -25,6 +35,31 @@ SERVICES: tuple[ServiceSpec, ...] = (
         binary="identity.pex",
         port=50051,
         grpc_service="cdp.identity.v1.IdentityService",
+    ),
+    # The local Mailchimp stand-in, only when no real Mailchimp is configured.
+    ServiceSpec(
+        name="mailchimp_sandbox",
+        binary="mailchimp-sandbox.pex",
+        port=50160,
+        grpc_service="",
+        needs_database=False,
+        needs_nats=False,
+        health="http",
+        health_path="/_sandbox/health",
+        port_env="MAILCHIMP_SANDBOX_PORT",
+        skip_if_env="MAILCHIMP_API_KEY",
+        exports=(
+            ("MAILCHIMP_API_URL", "http://{address}/3.0"),
+            # The one key the sandbox accepts; it guards nothing outside this machine.
+            ("MAILCHIMP_API_KEY", "0123456789abcdef0123456789abcdef-us1"),
+        ),
+    ),
+    ServiceSpec(
+        name="mailchimp",
+        binary="mailchimp.pex",
+        port=50061,
+        grpc_service="cdp.connector.v1.ConnectorService",
+        needs_nats=False,
     ),
 )
 

@@ -10,6 +10,7 @@ needed; the HTTP layer (`app.py`) and batch operations (`batches.py`) both call
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 import secrets
 from collections.abc import Callable
@@ -131,6 +132,8 @@ class Account:
         self.campaigns: dict[str, dict[str, Any]] = {}
         self.notices: list[Notice] = []
         self._next_id = 1
+        # Ids only need to look like Mailchimp's, not be secret: a fast generator will do.
+        self._random = random.Random()
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._register_routes()
         if default_list_id:
@@ -584,8 +587,8 @@ class Account:
         return {
             "id": member_hash,
             "email_address": email,
-            "unique_email_id": secrets.token_hex(5),
-            "contact_id": secrets.token_hex(16),
+            "unique_email_id": f"{self._random.getrandbits(40):010x}",
+            "contact_id": f"{self._random.getrandbits(128):032x}",
             "full_name": full_name,
             "web_id": self._id(),
             "email_type": body.get("email_type", "html"),

@@ -6,7 +6,6 @@ from datetime import UTC
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -41,6 +40,28 @@ _STATUSES = {
     HealthStatus.DEGRADED: connector_pb2.CONNECTION_STATUS_DEGRADED,
     HealthStatus.DOWN: connector_pb2.CONNECTION_STATUS_DOWN,
 }
+
+
+def struct_to_dict(struct: Struct) -> dict[str, Any]:
+    """A Struct as plain Python, several times faster than json_format.MessageToDict
+    (which goes through JSON names and descriptors), and that is the hot path of a sync."""
+    return {key: _value(value) for key, value in struct.fields.items()}
+
+
+def _value(value: Any) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        number = value.number_value
+        return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_value(item) for item in value.list_value.values]
+    return None
 
 
 def _timestamp(value: Any) -> Timestamp:
@@ -83,7 +104,7 @@ class ConnectorServicer(connector_pb2_grpc.ConnectorServiceServicer):
     ) -> connector_pb2.PushProfilesResponse:
         _limit(len(request.profiles), MAX_PROFILES, "profiles")
         profiles = [
-            RawProfile(p.customer_id, p.email, json_format.MessageToDict(p.payload))
+            RawProfile(p.customer_id, p.email, struct_to_dict(p.payload))
             for p in request.profiles
         ]
         outcomes = await self._connector.push_profiles(profiles)
@@ -121,7 +142,7 @@ class ConnectorServicer(connector_pb2_grpc.ConnectorServiceServicer):
                 event.id,
                 event.type,
                 event.identifiers.email,
-                json_format.MessageToDict(event.properties),
+                struct_to_dict(event.properties),
                 event.timestamp.ToDatetime(tzinfo=UTC)
                 if event.HasField("timestamp") else None,
             )
