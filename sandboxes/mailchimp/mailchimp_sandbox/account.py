@@ -13,6 +13,7 @@ import hashlib
 import random
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +28,11 @@ MAX_SEGMENT_DELTA = 500
 MAX_COUNT = 1000
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+\-']+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}$")
 _EVENT_NAME = re.compile(r"^[A-Za-z0-9_\-]{2,30}$")
+_STATS: dict[str, Any] = {"avg_open_rate": 0, "avg_click_rate": 0}
+_LOCATION: dict[str, Any] = {
+    "latitude": 0, "longitude": 0, "gmtoff": 0, "dstoff": 0, "country_code": "", "timezone": "",
+    "region": "",
+}
 WEBHOOK_EVENTS = ("subscribe", "unsubscribe", "profile", "cleaned", "upemail", "campaign")
 
 
@@ -34,8 +40,16 @@ def subscriber_hash(email: str) -> str:
     return hashlib.md5(email.lower().encode("utf-8")).hexdigest()
 
 
+_clock_cache: tuple[int, str] = (0, "")
+
+
 def now_text() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat()
+    """Now as Mailchimp writes it (`2026-12-04T10:00:00+00:00`), computed once a second."""
+    global _clock_cache
+    second = int(time.time())
+    if _clock_cache[0] != second:
+        _clock_cache = (second, datetime.fromtimestamp(second, UTC).isoformat())
+    return _clock_cache[1]
 
 
 def parse_bool(raw: str | None) -> bool:
@@ -597,9 +611,11 @@ class Account:
             "consents_to_one_to_one_messaging": True,
             "merge_fields": values,
             "interests": dict(body.get("interests") or {}),
-            "stats": {"avg_open_rate": 0, "avg_click_rate": 0},
+            # Shared read-only defaults: an update replaces these values, never mutates them.
+            "stats": _STATS,
             "ip_signup": str(body.get("ip_signup", "")),
-            "timestamp_signup": str(body.get("timestamp_signup", "")),
+            # The description types this as a date-time (never ""): the API signup is now.
+            "timestamp_signup": str(body.get("timestamp_signup") or now),
             "ip_opt": str(body.get("ip_opt", "")),
             "timestamp_opt": now if status == "subscribed" else "",
             "member_rating": 2,
@@ -607,15 +623,7 @@ class Account:
             "language": str(body.get("language", "")),
             "vip": bool(body.get("vip", False)),
             "email_client": "",
-            "location": {
-                "latitude": 0,
-                "longitude": 0,
-                "gmtoff": 0,
-                "dstoff": 0,
-                "country_code": "",
-                "timezone": "",
-                "region": "",
-            },
+            "location": _LOCATION,
             "source": "API - Generic",
             "list_id": audience.id,
             "_links": links(f"/lists/{audience.id}/members/{member_hash}"),

@@ -16,6 +16,7 @@ import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -70,6 +71,9 @@ class Sandbox:
         self.faults = config.faults
         self.plan = FaultPlan(self.faults)
         self.stats = Stats()
+        # Told (method, path, request body, status, response body) of every /3.0 call; the
+        # conformance test checks each exchange against the official OpenAPI description.
+        self.recorder: Callable[[str, str, bytes, int, bytes], None] | None = None
         self._dispatcher_task: asyncio.Task[None] | None = None
         self.reset()
 
@@ -136,9 +140,8 @@ def problem(error: ApiError) -> web.Response:
 def json_reply(status: int, payload: Any) -> web.Response:
     if payload is None:
         return web.Response(status=204)
-    return web.Response(
-        status=status, body=json.dumps(payload).encode(), content_type="application/json"
-    )
+    body = json.dumps(payload, check_circular=False, separators=(",", ":")).encode()
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
 def _base_url(request: web.Request) -> str:
@@ -221,7 +224,11 @@ def build_app(sandbox: Sandbox) -> web.Application:
         stats.in_flight[key] += 1
         try:
             stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight[key])
-            return _count(stats, await _guarded(sandbox, request, stats.in_flight[key]))
+            response = _count(stats, await _guarded(sandbox, request, stats.in_flight[key]))
+            if sandbox.recorder is not None:
+                sandbox.recorder(request.method, request.path, await request.read(),
+                                 response.status, bytes(response.body or b""))
+            return response
         finally:
             stats.in_flight[key] -= 1
 
@@ -266,20 +273,30 @@ async def _guarded(sandbox: Sandbox, request: web.Request, in_flight: int) -> we
     if early in ("bodiless_429", "bodiless_403"):
         stats.injected[early] += 1
         return web.Response(status=int(early[-3:]))
-    delay = sandbox.plan.extra_delay()
-    if delay:
-        await asyncio.sleep(delay)
+    # The latency is the least time a call takes on the server, counted from its arrival, as
+    # a remote API's own processing is part of its response time: the work is done first,
+    # then the reply waits out what is left.
+    loop = asyncio.get_running_loop()
+    due = loop.time() + sandbox.plan.extra_delay()
     failure = sandbox.plan.failure()
     if failure and not faults.errors_after_apply:
+        await _until(loop, due)
         return _failure(request, stats, failure)
     try:
         response = await _api(sandbox, request)
     except ApiError as error:
         response = problem(error)
     stats.by_route[_route_name(request.method, request.path[len(API_PREFIX):])] += 1
+    await _until(loop, due)
     if failure:
         return _failure(request, stats, failure)
     return response
+
+
+async def _until(loop: asyncio.AbstractEventLoop, due: float) -> None:
+    remaining = due - loop.time()
+    if remaining > 0:
+        await asyncio.sleep(remaining)
 
 
 def _failure(request: web.Request, stats: Stats, failure: str) -> web.Response:

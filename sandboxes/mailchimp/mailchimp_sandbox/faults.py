@@ -13,7 +13,8 @@ class Faults:
 
     Attributes:
         max_in_flight: simultaneous requests allowed per API key before a 429 (Mailchimp: 10).
-        latency_ms: added to every call before it is handled.
+        latency_ms: the least time every call takes, counted from its arrival (the handling
+            itself is part of it, as on a remote server).
         rate_429: problem+json 429 Too Many Requests, answered at once.
         rate_5xx: problem+json 500 / 503, after the latency.
         rate_bodiless_429 / rate_bodiless_403: a status with no body and no content type,

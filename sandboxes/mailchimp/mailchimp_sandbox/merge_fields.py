@@ -89,6 +89,9 @@ def validate_value(field: dict[str, Any], value: Any) -> tuple[Any, str | None]:
     kind = field["type"]
     if value is None or value == "":
         return "", None
+    if kind == "text" and isinstance(value, str) and len(value) <= 63:
+        # At most 4 bytes per character: certainly within the 255-byte limit.
+        return value, None
     if kind == "address":
         if not isinstance(value, dict):
             return None, "Please enter a complete address"
