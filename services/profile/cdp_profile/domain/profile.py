@@ -1,0 +1,205 @@
+"""One customer's profile while fragments are applied to it.
+
+`ProfileWork` holds the profile row (unified document and version) and the states of the
+fields the fragments touch, loaded up front. Applying a fragment costs the same whatever
+the customer's history: each of its fields is folded into that field's state, and the
+document is patched where a value changed. `rebuild` replays a whole history (merges,
+unmerges, a changed configuration), which gives the state the incremental path reaches.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from cdp_errors import FieldViolation, InvalidArgument
+from cdp_profile.domain.documents import flatten_document, split_history
+from cdp_profile.domain.model import (
+    FieldChange,
+    FieldState,
+    JsonValue,
+    Leaf,
+    Observation,
+    ProfileHead,
+    StoredFragment,
+    to_micros,
+)
+from cdp_profile.domain.strategies import StrategyBook, canonical
+
+
+def ancestors(path: str) -> list[str]:
+    """`a.b.c` -> [`a`, `a.b`]: the fields that would have to be objects to hold `path`."""
+    parts = path.split(".")
+    return [".".join(parts[:end]) for end in range(1, len(parts))]
+
+
+def keys_to_load(paths: Iterable[str]) -> set[str]:
+    """The field states applying fields at `paths` needs: theirs and their ancestors'."""
+    wanted: set[str] = set()
+    for path in paths:
+        wanted.add(path)
+        wanted.update(ancestors(path))
+    return wanted
+
+
+def _node(document: dict[str, JsonValue], path: str) -> JsonValue:
+    node: JsonValue = document
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _set(document: dict[str, JsonValue], path: str, value: JsonValue) -> None:
+    parts = path.split(".")
+    node = document
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one fragment did to a profile."""
+
+    changes: tuple[FieldChange, ...]
+    version: int
+
+
+@dataclass
+class ProfileWork:
+    head: ProfileHead
+    book: StrategyBook
+    # Loaded states of the fields this work touches (absent key: the field has no state).
+    fields: dict[str, FieldState]
+    dirty: dict[str, FieldState] = field(default_factory=dict)
+    document: dict[str, JsonValue] = field(init=False)
+    version: int = field(init=False)
+    changed: bool = field(default=False, init=False)
+    # True when every field state is to be replaced by `fields` (rebuilds), rather than the
+    # `dirty` ones upserted.
+    replaced: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.document = copy.deepcopy(self.head.attributes)
+        self.version = self.head.version
+
+    @property
+    def customer_id(self) -> str:
+        return self.head.customer_id
+
+    def stale_fields(self) -> list[str]:
+        """Loaded fields whose state was made under another strategy configuration."""
+        return [
+            path
+            for path, state in self.fields.items()
+            if state.strategy != self.book.for_path(path).key
+        ]
+
+    def shape_conflicts(self, leaves: Sequence[Leaf], field_prefix: str) -> list[FieldViolation]:
+        """Fields of a fragment that cannot fit this profile's shape: a value where the profile
+        has an object of other fields, or fields inside what the profile holds as a value."""
+        violations = []
+        for leaf in leaves:
+            holder = next((a for a in ancestors(leaf.path) if a in self.fields), None)
+            if holder is not None:
+                violations.append(
+                    FieldViolation(
+                        f"{field_prefix}.{leaf.path}",
+                        f"cannot be set: {holder} holds a value in this profile, not an object",
+                    )
+                )
+            elif leaf.path not in self.fields and isinstance(_node(self.document, leaf.path), dict):
+                violations.append(
+                    FieldViolation(
+                        f"{field_prefix}.{leaf.path}",
+                        "cannot hold a value: it is an object of other fields in this profile",
+                    )
+                )
+        return violations
+
+    def apply(
+        self,
+        leaves: Sequence[Leaf],
+        *,
+        source: str,
+        at: int,
+        seq: int,
+        field_prefix: str = "attributes",
+        strict: bool = True,
+    ) -> Applied:
+        """Folds one fragment's fields in. With `strict`, a shape conflict rejects the whole
+        fragment (InvalidArgument, nothing applied); otherwise conflicting fields are skipped."""
+        conflicts = self.shape_conflicts(leaves, field_prefix)
+        if conflicts and strict:
+            raise InvalidArgument(conflicts)
+        skipped = {v.field.removeprefix(f"{field_prefix}.") for v in conflicts}
+        changes: list[FieldChange] = []
+        for leaf in leaves:
+            if leaf.path in skipped:
+                continue
+            strategy = self.book.for_path(leaf.path)
+            before = self.fields.get(leaf.path)
+            after = strategy.fold(leaf.path, before, Observation(leaf.value, source, at, seq))
+            if after is None or after == before:
+                continue
+            self.fields[leaf.path] = after
+            self.dirty[leaf.path] = after
+            old_value = before.value if before is not None else None
+            if before is None or canonical(old_value) != canonical(after.value):
+                changes.append(FieldChange(leaf.path, old_value, after.value, after.source))
+                _set(self.document, leaf.path, after.value)
+        if changes:
+            self.version += 1
+            self.changed = True
+        return Applied(tuple(changes), self.version)
+
+    def rebuild(self, history: Sequence[StoredFragment]) -> tuple[FieldChange, ...]:
+        """Replaces every field with what `history` (in sequence order) gives; returns the
+        changes against the document before (a new version when there are any).
+
+        History was validated when it arrived; under a changed configuration a stored field
+        may no longer fit (a shape conflict, a non-number where highest_value now applies),
+        and such fields are left out rather than failing the rebuild.
+        """
+        before = {path: state.value for path, state in self.fields.items()}
+        before.update(flatten_document(self.document, self.book))
+        self.fields = {}
+        self.document = {}
+        for fragment in history:
+            self.apply(
+                split_history(fragment.attributes, self.book),
+                source=fragment.source,
+                at=to_micros(fragment.observed_at),
+                seq=fragment.seq,
+                strict=False,
+            )
+        self.dirty = dict(self.fields)
+        self.replaced = True
+        changes: list[FieldChange] = []
+        for path in sorted(before.keys() | self.fields.keys()):
+            old = before.get(path)
+            state = self.fields.get(path)
+            new = state.value if state is not None else None
+            if canonical(old) != canonical(new):
+                changes.append(FieldChange(path, old, new, state.source if state else ""))
+        self.version = self.head.version + (1 if changes else 0)
+        self.changed = bool(changes)
+        return tuple(changes)
+
+    def clear(self) -> None:
+        """Empties the profile: its customer was merged into another one."""
+        had_values = bool(self.document)
+        self.fields = {}
+        self.dirty = {}
+        self.document = {}
+        self.replaced = True
+        if had_values:
+            self.version += 1
+            self.changed = True

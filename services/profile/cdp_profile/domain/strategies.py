@@ -1,0 +1,373 @@
+"""Per-field conflict strategies, applied incrementally.
+
+Each strategy folds one observation into a field's state and never needs the field's
+history: what it must remember to decide later observations correctly lives in the state's
+`memory`, bounded by the number of sources (source priority, array merges) or of distinct
+keys (object merges), never by the number of fragments. Every fold is a function of the set
+of observations, whatever order they arrive in: observations are totally ordered by
+(observed time, ingestion sequence), so a fragment observed earlier but delivered later
+never beats a newer one, and rebuilding a profile from history gives the state the
+incremental path reached.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from cdp_profile.domain.model import FieldState, JsonValue, Observation
+
+
+class StrategyName(StrEnum):
+    MOST_RECENT = "most_recent"
+    SOURCE_PRIORITY = "source_priority"
+    MERGE_ARRAYS = "merge_arrays"
+    DEEP_MERGE = "deep_merge"
+    HIGHEST_VALUE = "highest_value"
+    FIRST_SEEN = "first_seen"
+    NON_EMPTY = "non_empty"
+
+
+def canonical(value: JsonValue) -> str:
+    """A value's identity for comparisons: 1 and true, or {"a":1,"b":2} key orders, differ
+    or agree exactly as JSON says."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def is_empty(value: JsonValue) -> bool:
+    return value is None or value in ([], {}) or (isinstance(value, str) and not value.strip())
+
+
+def is_number(value: JsonValue) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _winner(state: FieldState, observation: Observation, *, key: str, reason: str) -> FieldState:
+    return replace(
+        state,
+        strategy=key,
+        value=observation.value,
+        source=observation.source,
+        at=observation.at,
+        seq=observation.seq,
+        contributing_sources=(),
+        reason=reason,
+    )
+
+
+def _first(path: str, observation: Observation, *, key: str, reason: str) -> FieldState:
+    return FieldState(
+        path=path,
+        strategy=key,
+        value=observation.value,
+        source=observation.source,
+        at=observation.at,
+        seq=observation.seq,
+        reason=reason,
+    )
+
+
+def _entry(observation: Observation) -> dict[str, Any]:
+    return {"v": observation.value, "at": observation.at, "seq": observation.seq}
+
+
+def _newer(entry: dict[str, Any] | None, observation: Observation) -> bool:
+    return entry is None or observation.order > (entry["at"], entry["seq"])
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A configured strategy: its name and, for source priority, the platform order."""
+
+    name: StrategyName
+    sources: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        if self.name is StrategyName.SOURCE_PRIORITY:
+            return f"{self.name.value}:{'>'.join(self.sources)}"
+        return self.name.value
+
+    @property
+    def keeps_objects_whole(self) -> bool:
+        """An object at a field with this strategy is one value, not a tree of fields."""
+        return self.name is StrategyName.DEEP_MERGE
+
+    def accepts(self, value: JsonValue) -> str | None:
+        """Why `value` cannot be an observation of a field with this strategy, if it cannot."""
+        if self.name is StrategyName.HIGHEST_VALUE and not is_number(value):
+            return "highest_value needs a number"
+        return None
+
+    def fold(
+        self, path: str, state: FieldState | None, observation: Observation
+    ) -> FieldState | None:
+        """The field's state once `observation` is taken into account (None: still no value)."""
+        if state is not None and state.strategy != self.key:
+            raise ValueError(f"state of {path} was made by {state.strategy}, not {self.key}")
+        return _FOLDS[self.name](self, path, state, observation)
+
+
+def _most_recent(
+    strategy: Strategy, path: str, state: FieldState | None, observation: Observation
+) -> FieldState:
+    reason = "newest observation (by observed time)"
+    if state is None:
+        return _first(path, observation, key=strategy.key, reason=reason)
+    if observation.order > (state.at, state.seq):
+        return _winner(state, observation, key=strategy.key, reason=reason)
+    return state
+
+
+def _non_empty(
+    strategy: Strategy, path: str, state: FieldState | None, observation: Observation
+) -> FieldState | None:
+    if is_empty(observation.value):
+        return state
+    reason = "newest non-empty observation (by observed time)"
+    if state is None:
+        return _first(path, observation, key=strategy.key, reason=reason)
+    if observation.order > (state.at, state.seq):
+        return _winner(state, observation, key=strategy.key, reason=reason)
+    return state
+
+
+def _first_seen(
+    strategy: Strategy, path: str, state: FieldState | None, observation: Observation
+) -> FieldState:
+    reason = "earliest observation (by observed time)"
+    if state is None:
+        return _first(path, observation, key=strategy.key, reason=reason)
+    if observation.order < (state.at, state.seq):
+        return _winner(state, observation, key=strategy.key, reason=reason)
+    return state
+
+
+def _highest_value(
+    strategy: Strategy, path: str, state: FieldState | None, observation: Observation
+) -> FieldState | None:
+    if not is_number(observation.value):
+        return state
+    reason = "highest value observed"
+    if state is None:
+        return _first(path, observation, key=strategy.key, reason=reason)
+    # Equal values credit the source that reached the value first.
+    if observation.value > state.value or (
+        observation.value == state.value and observation.order < (state.at, state.seq)
+    ):
+        return _winner(state, observation, key=strategy.key, reason=reason)
+    return state
+
+
+def _by_source(state: FieldState | None, observation: Observation) -> dict[str, dict[str, Any]]:
+    """Each source's latest observation, with `observation` folded in."""
+    latest: dict[str, dict[str, Any]] = dict(state.memory.get("by_source", {})) if state else {}
+    if _newer(latest.get(observation.source), observation):
+        latest[observation.source] = _entry(observation)
+    return latest
+
+
+def _source_priority(
+    strategy: Strategy, path: str, state: FieldState | None, observation: Observation
+) -> FieldState | None:
+    latest = _by_source(state, observation)
+    order = " > ".join(strategy.sources)
+    chosen: tuple[str, dict[str, Any]] | None = None
+    reason = ""
+    for rank, source in enumerate(strategy.sources, start=1):
+        entry = latest.get(source)
+        if entry is not None and not is_empty(entry["v"]):
+            chosen = (source, entry)
+            reason = f"{source} ranks {rank} of {len(strategy.sources)} ({order})"
+            break
+    if chosen is None:
+        # No listed source has a value: fall back to the newest value of any other source.
+        candidates = [(s, e) for s, e in latest.items() if not is_empty(e["v"])]
+        if not candidates:
+            candidates = list(latest.items())
+        if not candidates:
+            return state
+        chosen = max(candidates, key=lambda item: (item[1]["at"], item[1]["seq"]))
+        reason = f"no listed source ({order}) has a value; newest observation, from {chosen[0]}"
+    source, entry = chosen
+    return FieldState(
+        path=path,
+        strategy=strategy.key,
+        value=entry["v"],
+        source=source,
+        at=entry["at"],
+        seq=entry["seq"],
+        reason=reason,
+        memory={"by_source": latest},
+    )
+
+
+def _merge_arrays(
+    strategy: Strategy, path: str, state: FieldState | None, observation: Observation
+) -> FieldState:
+    value = observation.value if isinstance(observation.value, list) else [observation.value]
+    observation = Observation(value, observation.source, observation.at, observation.seq)
+    latest = _by_source(state, observation)
+    # Each source's latest list counts, so a tag a source drops disappears unless another
+    # source still has it; the union keeps first-seen order, oldest contribution first.
+    ordered = sorted(latest.items(), key=lambda item: (item[1]["at"], item[1]["seq"]))
+    merged: list[JsonValue] = []
+    seen: set[str] = set()
+    contributors: list[str] = []
+    for source, entry in ordered:
+        added = False
+        for element in entry["v"]:
+            identity = canonical(element)
+            if identity not in seen:
+                seen.add(identity)
+                merged.append(element)
+                added = True
+        if added or entry["v"]:
+            contributors.append(source)
+    newest_source, newest = ordered[-1]
+    names = ", ".join(contributors) or newest_source
+    return FieldState(
+        path=path,
+        strategy=strategy.key,
+        value=merged,
+        source=newest_source,
+        at=newest["at"],
+        seq=newest["seq"],
+        contributing_sources=tuple(contributors),
+        reason=f"union of the latest lists from {names}, duplicates removed",
+        memory={"by_source": latest},
+    )
+
+
+def _object_leaves(value: JsonValue, prefix: str = "") -> Iterable[tuple[str, JsonValue]]:
+    # Empty objects say nothing about any key, so they add no leaf.
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from _object_leaves(child, f"{prefix}.{key}" if prefix else key)
+    elif value is not None:
+        yield prefix, value
+
+
+def _conflicts(a: str, b: str) -> bool:
+    """Two relative paths that cannot both hold a value: equal, or one inside the other."""
+    if a == "" or b == "":
+        return True
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def _deep_merge(
+    strategy: Strategy, path: str, state: FieldState | None, observation: Observation
+) -> FieldState | None:
+    leaves: dict[str, dict[str, Any]] = dict(state.memory.get("leaves", {})) if state else {}
+    changed = False
+    for relative, value in _object_leaves(observation.value):
+        entry = leaves.get(relative)
+        if _newer(entry, observation):
+            leaves[relative] = {
+                "v": value,
+                "at": observation.at,
+                "seq": observation.seq,
+                "src": observation.source,
+            }
+            changed = True
+    if not changed:
+        return state
+    # Every key keeps its newest value; where keys collide in shape (a value here, an object
+    # there) the newer one wins. Deciding at read time keeps the result order-independent.
+    accepted: list[tuple[str, dict[str, Any]]] = []
+    for relative, entry in sorted(
+        leaves.items(), key=lambda item: (-item[1]["at"], -item[1]["seq"])
+    ):
+        if not any(_conflicts(relative, kept) for kept, _ in accepted):
+            accepted.append((relative, entry))
+    merged: JsonValue = {}
+    for relative, entry in sorted(accepted):
+        if relative == "":
+            merged = entry["v"]
+            break
+        node = merged
+        parts = relative.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = entry["v"]
+    newest = accepted[0][1]
+    contributors = tuple(sorted({entry["src"] for _, entry in accepted}))
+    return FieldState(
+        path=path,
+        strategy=strategy.key,
+        value=merged,
+        source=newest["src"],
+        at=newest["at"],
+        seq=newest["seq"],
+        contributing_sources=contributors,
+        reason=f"objects from {', '.join(contributors)} merged key by key; newer keys win",
+        memory={"leaves": leaves},
+    )
+
+
+_Fold = Callable[[Strategy, str, FieldState | None, Observation], FieldState | None]
+_FOLDS: dict[StrategyName, _Fold] = {
+    StrategyName.MOST_RECENT: _most_recent,
+    StrategyName.SOURCE_PRIORITY: _source_priority,
+    StrategyName.MERGE_ARRAYS: _merge_arrays,
+    StrategyName.DEEP_MERGE: _deep_merge,
+    StrategyName.HIGHEST_VALUE: _highest_value,
+    StrategyName.FIRST_SEEN: _first_seen,
+    StrategyName.NON_EMPTY: _non_empty,
+}
+
+# How specific a pattern segment is: a literal name beats `*` (one segment), which beats a
+# trailing `**` (one or more segments).
+_LITERAL, _ONE, _MANY = 2, 1, 0
+
+
+@dataclass(frozen=True)
+class StrategyRule:
+    """`pattern` (dot path with `*` / trailing `**` wildcards) resolved with `strategy`."""
+
+    pattern: tuple[str, ...]
+    strategy: Strategy
+    line: int = 0
+
+    @property
+    def specificity(self) -> tuple[int, ...]:
+        return tuple(
+            _MANY if part == "**" else _ONE if part == "*" else _LITERAL for part in self.pattern
+        )
+
+    def matches(self, path: tuple[str, ...]) -> bool:
+        if self.pattern and self.pattern[-1] == "**":
+            head = self.pattern[:-1]
+            if len(path) <= len(head):
+                return False
+            return all(p == "*" or p == s for p, s in zip(head, path, strict=False))
+        if len(path) != len(self.pattern):
+            return False
+        return all(p == "*" or p == s for p, s in zip(self.pattern, path, strict=True))
+
+
+class StrategyBook:
+    """Which strategy resolves each field: the most specific matching rule, else the default.
+
+    Specificity is compared segment by segment from the left, so `user.*` beats `*.email`
+    for `user.email`, and `customer.*` beats `customer.**` for `customer.totalSpent`.
+    """
+
+    def __init__(self, default: Strategy, rules: Iterable[StrategyRule] = ()) -> None:
+        self.default = default
+        self.rules = tuple(sorted(rules, key=lambda r: r.specificity, reverse=True))
+        self._cache: dict[str, Strategy] = {}
+
+    def for_path(self, path: str) -> Strategy:
+        found = self._cache.get(path)
+        if found is None:
+            segments = tuple(path.split("."))
+            found = next(
+                (rule.strategy for rule in self.rules if rule.matches(segments)), self.default
+            )
+            if len(self._cache) < 100_000:
+                self._cache[path] = found
+        return found
