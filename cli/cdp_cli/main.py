@@ -10,12 +10,17 @@ from pathlib import Path
 
 import grpc
 
-from cdp_cli import identity_commands, mailchimp_commands
+from cdp_cli import identity_commands, mailchimp_commands, mappings_commands, profile_commands
 from cdp_cli.services import SERVICES, AreaCommands, address_of, by_name
 
 # One module per area: `add_parser(commands)` adds its subcommand, whose handler takes the
 # parsed arguments and returns the exit code.
-AREA_COMMANDS: tuple[AreaCommands, ...] = (identity_commands, mailchimp_commands)
+AREA_COMMANDS: tuple[AreaCommands, ...] = (
+    identity_commands,
+    mailchimp_commands,
+    profile_commands,
+    mappings_commands,
+)
 
 
 def _default_bin_dir() -> Path:

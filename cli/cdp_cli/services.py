@@ -36,6 +36,12 @@ SERVICES: tuple[ServiceSpec, ...] = (
         port=50051,
         grpc_service="cdp.identity.v1.IdentityService",
     ),
+    ServiceSpec(
+        name="profile",
+        binary="profile.pex",
+        port=50052,
+        grpc_service="cdp.profile.v1.ProfileService",
+    ),
     # The local Mailchimp stand-in, only when no real Mailchimp is configured.
     ServiceSpec(
         name="mailchimp_sandbox",
