@@ -82,7 +82,8 @@ class ProfileSettings:
         default=10.0,
         doc="deadline per target platform of one SyncProfile",
     )
-    # Platform -> host:port of its connector, from CDP_CONNECTOR_<PLATFORM>_ADDR.
+    # Platform -> host:port of its connector, from CDP_CONNECTOR_<PLATFORM>_ADDR, else
+    # CDP_<PLATFORM>_ADDR (see load_profile_settings).
     connector_addresses: tuple[tuple[str, str], ...] = ()
 
     def connector_address(self, platform: str) -> str | None:
@@ -91,6 +92,10 @@ class ProfileSettings:
 
 def connector_variable(platform: str) -> str:
     return f"CDP_CONNECTOR_{platform.upper().replace('-', '_')}_ADDR"
+
+
+def service_variable(platform: str) -> str:
+    return f"CDP_{platform.upper().replace('-', '_')}_ADDR"
 
 
 def load_profile_settings(environ: Mapping[str, str] | None = None) -> ProfileSettings:
@@ -103,6 +108,11 @@ def load_profile_settings(environ: Mapping[str, str] | None = None) -> ProfileSe
     for platform in settings.platforms:
         variable = connector_variable(platform)
         raw = environ.get(variable, "").strip()
+        if not raw:
+            # `cdp up` tells every service where each other service listens as
+            # CDP_<NAME>_ADDR; a connector service is named after its platform.
+            variable = service_variable(platform)
+            raw = environ.get(variable, "").strip()
         if not raw:
             continue
         if not _ADDRESS.match(raw):
