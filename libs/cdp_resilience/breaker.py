@@ -39,6 +39,9 @@ class BreakerSettings:
     half_open_probes: int = 1
 
 
+DEFAULT_BREAKER_SETTINGS = BreakerSettings()
+
+
 class CircuitBreaker:
     """One breaker. Thread-safe, so it can guard calls made from a thread pool.
 
@@ -52,7 +55,7 @@ class CircuitBreaker:
     def __init__(
         self,
         key: str,
-        settings: BreakerSettings = BreakerSettings(),
+        settings: BreakerSettings = DEFAULT_BREAKER_SETTINGS,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -155,7 +158,7 @@ class CircuitBreakers:
 
     def __init__(
         self,
-        settings: BreakerSettings = BreakerSettings(),
+        settings: BreakerSettings = DEFAULT_BREAKER_SETTINGS,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -36,8 +36,11 @@ def test_the_sandbox_points_the_connector_at_itself() -> None:
 
 
 async def test_an_http_service_is_serving_when_its_health_path_answers_200() -> None:
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
     app = web.Application()
-    app.router.add_get("/_sandbox/health", lambda _r: web.json_response({"status": "ok"}))
+    app.router.add_get("/_sandbox/health", health)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -15,8 +15,8 @@ import hmac
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -226,8 +226,10 @@ def build_app(sandbox: Sandbox) -> web.Application:
             stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight[key])
             response = _count(stats, await _guarded(sandbox, request, stats.in_flight[key]))
             if sandbox.recorder is not None:
+                body = response.body
                 sandbox.recorder(request.method, request.path, await request.read(),
-                                 response.status, bytes(response.body or b""))
+                                 response.status,
+                                 bytes(body) if isinstance(body, (bytes, bytearray)) else b"")
             return response
         finally:
             stats.in_flight[key] -= 1
@@ -404,7 +406,7 @@ async def start_sandbox(
     await site.start()
     server = site._server
     assert server is not None
-    bound = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     sandbox.start_dispatcher()
     return runner, sandbox, f"http://{host}:{bound}"
 

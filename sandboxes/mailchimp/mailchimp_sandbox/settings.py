@@ -25,7 +25,9 @@ class SandboxSettings:
         "MAILCHIMP_SANDBOX_LIST_ID", default="c0ffee0001", doc="id of the audience it starts with"
     )
     double_optin: bool = setting(
-        "MAILCHIMP_SANDBOX_DOUBLE_OPTIN", default=False, doc="whether that audience is double opt-in"
+        "MAILCHIMP_SANDBOX_DOUBLE_OPTIN",
+        default=False,
+        doc="whether that audience is double opt-in",
     )
     latency_ms: float = setting(
         "MAILCHIMP_SANDBOX_LATENCY_MS", default=0.0, doc="latency added to every API call"

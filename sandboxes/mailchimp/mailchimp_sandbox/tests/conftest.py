@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 
 import mailchimp_marketing
 import pytest
-
 from mailchimp_sandbox.app import Sandbox, SandboxConfig, start_sandbox, stop_sandbox
 from mailchimp_sandbox.settings import SANDBOX_API_KEY
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -12,9 +12,9 @@ import pytest
 import requests
 from aiohttp import web
 from mailchimp_marketing.api_client import ApiClientError
+from mailchimp_sandbox.webhooks import signature
 
 from cdp_testing import wait_until
-from mailchimp_sandbox.webhooks import signature
 
 from .conftest import LIST_ID, RunningSandbox
 

@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 from mailchimp_marketing.api_client import ApiClientError
-from openapi_schema_validator import OAS31Validator
-
 from mailchimp_sandbox.spec import extract
+from openapi_schema_validator import OAS31Validator
 
 from .conftest import LIST_ID, RunningSandbox
 

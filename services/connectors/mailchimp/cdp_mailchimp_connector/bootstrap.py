@@ -17,8 +17,14 @@ from aiohttp import web
 
 from cdp.connector.v1 import connector_pb2, connector_pb2_grpc
 from cdp_db import Database, apply_migrations, create_database_engine
-from cdp_grpc import GrpcServer, ServiceRegistration, background, create_channel, serving
-from cdp_grpc import stop_on_signals
+from cdp_grpc import (
+    GrpcServer,
+    ServiceRegistration,
+    background,
+    create_channel,
+    serving,
+    stop_on_signals,
+)
 from cdp_mailchimp_connector.adapters.mailchimp_api import MailchimpAccount, MailchimpApi
 from cdp_mailchimp_connector.adapters.peers import GrpcEventRouter, GrpcProfileSink
 from cdp_mailchimp_connector.adapters.repository import (
@@ -153,13 +159,13 @@ async def serve(
         if settings.event_router_addr:
             channel = create_channel(settings.event_router_addr, settings.client,
                                      telemetry=telemetry)
-            stack.push_async_callback(channel.close)
+            stack.push_async_callback(channel.close, None)
             router = GrpcEventRouter(channel)
         else:
             logger.warning("CDP_EVENT_ROUTER_ADDR unset: inbound events are kept until it is")
         if settings.profile_addr:
             channel = create_channel(settings.profile_addr, settings.client, telemetry=telemetry)
-            stack.push_async_callback(channel.close)
+            stack.push_async_callback(channel.close, None)
             profiles = GrpcProfileSink(channel)
         else:
             logger.warning("CDP_PROFILE_ADDR unset: profile fragments are kept until it is")

@@ -143,6 +143,9 @@ def sdk_client(account: MailchimpAccount) -> Any:
     return client
 
 
+DEFAULT_POLICY = RetryPolicy(max_attempts=6, base_delay=0.2, max_delay=10.0)
+
+
 class MailchimpApi:
     """Async calls to one Mailchimp account through the SDK.
 
@@ -156,7 +159,7 @@ class MailchimpApi:
         account: MailchimpAccount,
         *,
         max_in_flight: int = 10,
-        policy: RetryPolicy = RetryPolicy(max_attempts=6, base_delay=0.2, max_delay=10.0),
+        policy: RetryPolicy = DEFAULT_POLICY,
         breakers: CircuitBreakers | None = None,
         tracer: trace.Tracer | None = None,
         client_factory: Callable[[MailchimpAccount], Any] = sdk_client,

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, delete, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -76,10 +76,10 @@ class SqlFailureStore:
         async with self._sessions.begin() as session:
             await session.execute(statement)
 
-    async def list(
+    async def page(
         self, *, limit: int, include_permanent: bool
     ) -> tuple[list[FailedOperation], int]:
-        condition = True if include_permanent else failed_operations.c.permanent.is_(False)
+        condition = true() if include_permanent else failed_operations.c.permanent.is_(False)
         async with self._sessions() as session:
             rows = await session.execute(
                 select(failed_operations)

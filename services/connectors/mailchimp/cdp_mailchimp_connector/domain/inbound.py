@@ -186,7 +186,9 @@ def parse_timestamp(raw: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def from_activity(campaign_id: str, list_id: str, email_entry: dict[str, Any]) -> list[UnifiedEvent]:
+def from_activity(
+    campaign_id: str, list_id: str, email_entry: dict[str, Any]
+) -> list[UnifiedEvent]:
     """Events for one member's entry in a campaign's email-activity report."""
     events: list[UnifiedEvent] = []
     email = str(email_entry.get("email_address", ""))

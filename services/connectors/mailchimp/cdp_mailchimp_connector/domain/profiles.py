@@ -154,7 +154,9 @@ def to_upserts(
                 tags = _tags(value, path, found)
             elif key in ("status", "status_if_new"):
                 if value not in MEMBER_STATUSES:
-                    found.append(FieldViolation(path, f"must be one of {', '.join(MEMBER_STATUSES)}"))
+                    found.append(
+                        FieldViolation(path, f"must be one of {', '.join(MEMBER_STATUSES)}")
+                    )
                 elif key == "status":
                     status = str(value)
                 elif not (double_optin and value == "subscribed"):

@@ -100,7 +100,9 @@ class ConnectorServicer(connector_pb2_grpc.ConnectorServiceServicer):
         self._connector = connector
 
     async def PushProfiles(
-        self, request: connector_pb2.PushProfilesRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: connector_pb2.PushProfilesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> connector_pb2.PushProfilesResponse:
         _limit(len(request.profiles), MAX_PROFILES, "profiles")
         profiles = [
@@ -115,7 +117,9 @@ class ConnectorServicer(connector_pb2_grpc.ConnectorServiceServicer):
         return response
 
     async def EnsureFields(
-        self, request: connector_pb2.EnsureFieldsRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: connector_pb2.EnsureFieldsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> connector_pb2.EnsureFieldsResponse:
         violations = [
             FieldViolation(f"fields[{i}].type", "is required")
@@ -131,7 +135,9 @@ class ConnectorServicer(connector_pb2_grpc.ConnectorServiceServicer):
         )
 
     async def DeliverEvents(
-        self, request: connector_pb2.DeliverEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: connector_pb2.DeliverEventsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> connector_pb2.DeliverEventsResponse:
         _limit(len(request.events), MAX_EVENTS, "events")
         violations = [
@@ -176,7 +182,9 @@ class ConnectorServicer(connector_pb2_grpc.ConnectorServiceServicer):
         )
 
     async def FetchCustomer(
-        self, request: connector_pb2.FetchCustomerRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: connector_pb2.FetchCustomerRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> connector_pb2.FetchCustomerResponse:
         member = await self._connector.fetch_customer(request.email)
         if member is None:
@@ -186,7 +194,9 @@ class ConnectorServicer(connector_pb2_grpc.ConnectorServiceServicer):
         return connector_pb2.FetchCustomerResponse(found=True, record=record)
 
     async def DeleteCustomer(
-        self, request: connector_pb2.DeleteCustomerRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: connector_pb2.DeleteCustomerRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> connector_pb2.DeleteCustomerResponse:
         deleted = await self._connector.delete_customer(
             request.customer_id, [h.strip() for h in request.email_md5_hashes]

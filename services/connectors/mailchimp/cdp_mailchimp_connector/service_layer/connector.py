@@ -26,10 +26,10 @@ import requests
 from cdp_errors import FieldViolation, InvalidArgument, NotFound, Unavailable
 from cdp_mailchimp_connector.adapters.mailchimp_api import MailchimpApi, MailchimpError
 from cdp_mailchimp_connector.domain.model import (
+    MAILCHIMP_TYPE,
     MAX_MEMBERS_PER_BATCH,
     MAX_SEGMENT_DELTA,
     MERGE_TAG_MAX,
-    MAILCHIMP_TYPE,
     EnsureFieldsResult,
     FailedOperation,
     FieldSpec,
@@ -642,7 +642,7 @@ class MailchimpConnector:
     async def list_failed(
         self, *, limit: int, include_permanent: bool
     ) -> tuple[list[FailedOperation], int]:
-        return await self.failures.list(limit=limit, include_permanent=include_permanent)
+        return await self.failures.page(limit=limit, include_permanent=include_permanent)
 
     async def retry_failed(self, ids: Sequence[str]) -> RetryResult:
         operations = await self.failures.select(ids)
@@ -687,8 +687,8 @@ class MailchimpConnector:
         elif operation.kind is OperationKind.SYNC_SEGMENT:
             result = await self.sync_segment(SegmentSync(
                 payload["segment_id"], payload["segment_name"],
-                tuple(tuple(m) for m in payload["to_add"]),  # type: ignore[misc]
-                tuple(tuple(m) for m in payload["to_remove"]),  # type: ignore[misc]
+                tuple(tuple(m) for m in payload["to_add"]),
+                tuple(tuple(m) for m in payload["to_remove"]),
             ))
             if any(not f.permanent for f in result.failures):
                 raise Unavailable("segment members still failing")

@@ -123,6 +123,10 @@ def items_of(inbound: Inbound) -> list[tuple[str, str, dict[str, Any]]]:
     return items
 
 
+# Peers that are down are tried again after 1 s, 2 s, 4 s, ... up to 5 minutes.
+DELIVERY_BACKOFF = RetryPolicy(max_attempts=1_000_000, base_delay=1.0, max_delay=300.0)
+
+
 class InboundDelivery:
     """Sends due items to the event router and the profile service until they take them."""
 
@@ -134,8 +138,7 @@ class InboundDelivery:
         profiles: ProfileSink | None,
         batch_size: int = 500,
         idle_seconds: float = 1.0,
-        backoff: RetryPolicy = RetryPolicy(max_attempts=1_000_000, base_delay=1.0,
-                                           max_delay=300.0),
+        backoff: RetryPolicy = DELIVERY_BACKOFF,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.store = store
@@ -175,17 +178,20 @@ class InboundDelivery:
         fragments = [i for i in items if i.kind == "fragment"]
         settled: list[str] = []
         postponed: dict[str, int] = {}
-        for group, sink in ((events, self.router), (fragments, self.profiles)):
+        for group in (events, fragments):
             if not group:
                 continue
-            if sink is None:
-                postponed.update({i.id: i.attempts for i in group})
-                continue
             try:
-                if group is events:
-                    accepted = await sink.publish([event_from_item(i.body) for i in group])  # type: ignore[union-attr]
+                if group is events and self.router is not None:
+                    accepted = await self.router.publish([event_from_item(i.body)
+                                                          for i in group])
+                elif group is fragments and self.profiles is not None:
+                    accepted = await self.profiles.ingest([fragment_from_item(i.body)
+                                                           for i in group])
                 else:
-                    accepted = await sink.ingest([fragment_from_item(i.body) for i in group])  # type: ignore[union-attr]
+                    # No address configured for this peer yet: the items wait.
+                    postponed.update({i.id: i.attempts for i in group})
+                    continue
             except Exception as error:  # the peer is down or failing: keep them for later
                 logger.warning("inbound %s delivery failed, will retry: %s",
                                group[0].kind, type(error).__name__)

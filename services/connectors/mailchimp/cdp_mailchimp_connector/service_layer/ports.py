@@ -17,7 +17,7 @@ class FailureStore(Protocol):
         (same operation and subject)."""
         ...
 
-    async def list(
+    async def page(
         self, *, limit: int, include_permanent: bool
     ) -> tuple[list[FailedOperation], int]: ...
 

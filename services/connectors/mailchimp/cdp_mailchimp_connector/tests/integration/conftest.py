@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import urllib.request
 from collections.abc import AsyncIterator
@@ -9,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+from mailchimp_sandbox.app import Sandbox, SandboxConfig, start_sandbox, stop_sandbox
+from mailchimp_sandbox.settings import SANDBOX_API_KEY
 
 from cdp.connector.v1 import connector_pb2_grpc
 from cdp.events.v1 import events_pb2, events_pb2_grpc
@@ -21,8 +24,6 @@ from cdp_mailchimp_connector.settings import ConnectorSettings, MailchimpSetting
 from cdp_settings import Secret
 from cdp_telemetry import Telemetry
 from cdp_testing.services import OnServing, service_running
-from mailchimp_sandbox.app import Sandbox, SandboxConfig, start_sandbox, stop_sandbox
-from mailchimp_sandbox.settings import SANDBOX_API_KEY
 
 if TYPE_CHECKING:
     from cdp.connector.v1.connector_pb2_grpc import ConnectorServiceAsyncStub
@@ -119,7 +120,9 @@ class Peers:
 @pytest.fixture
 async def peers() -> AsyncIterator[Peers]:
     server = grpc.aio.server()
-    router, profiles = FakeRouter(), FakeProfiles()
+    # Only the batch calls the connector makes are implemented; the rest answer UNIMPLEMENTED.
+    router = FakeRouter()  # type: ignore[abstract]
+    profiles = FakeProfiles()  # type: ignore[abstract]
     events_pb2_grpc.add_EventRouterServiceServicer_to_server(router, server)
     profile_pb2_grpc.add_ProfileServiceServicer_to_server(profiles, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -160,6 +163,7 @@ def connector_settings(
     )
 
 
+@contextlib.asynccontextmanager
 async def run_connector(settings: ConnectorSettings, telemetry: Telemetry
                         ) -> AsyncIterator[RunningConnector]:
     async def start(stop: asyncio.Event, on_serving: OnServing) -> None:
@@ -181,6 +185,6 @@ async def run_connector(settings: ConnectorSettings, telemetry: Telemetry
 async def connector(
     database_url: str, sandbox: RunningSandbox, peers: Peers, telemetry: Telemetry
 ) -> AsyncIterator[RunningConnector]:
-    async for running in run_connector(connector_settings(database_url, sandbox, peers),
-                                       telemetry):
+    async with run_connector(connector_settings(database_url, sandbox, peers),
+                             telemetry) as running:
         yield running

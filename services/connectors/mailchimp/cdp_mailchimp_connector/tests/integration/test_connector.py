@@ -199,7 +199,7 @@ async def test_large_pushes_go_through_batch_operations_and_their_results_archiv
     from .conftest import connector_settings, run_connector
 
     settings = connector_settings(database_url, sandbox, peers, batch_operations_threshold=100)
-    async for running in run_connector(settings, telemetry):
+    async with run_connector(settings, telemetry) as running:
         await sandbox.control("POST", f"/_sandbox/lists/{LIST_ID}/simulate",
                               {"type": "campaign"})  # an unrelated change on the side
         await running.stub.PushProfiles(push(profile(0)))

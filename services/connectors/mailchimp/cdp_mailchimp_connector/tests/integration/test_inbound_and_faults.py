@@ -9,12 +9,12 @@ from typing import Any
 
 import mailchimp_marketing
 import pytest
+from mailchimp_sandbox.settings import SANDBOX_API_KEY
+from mailchimp_sandbox.webhooks import signature
 
 from cdp.connector.v1 import connector_pb2
 from cdp_mailchimp_connector.service_layer.inbound import verify_signature
 from cdp_testing import wait_until
-from mailchimp_sandbox.settings import SANDBOX_API_KEY
-from mailchimp_sandbox.webhooks import signature
 
 from .conftest import (
     LIST_ID,
@@ -105,7 +105,7 @@ async def test_signed_webhooks_are_checked_and_a_forged_one_is_refused(
         except urllib.error.HTTPError as error:
             return error.code
 
-    async for running in run_connector(settings, telemetry):
+    async with run_connector(settings, telemetry) as running:
         url = running.webhook_url
         now = int(time.time())
         forged = signature("wrong", body, now)
@@ -132,15 +132,14 @@ async def test_opens_and_clicks_are_pulled_incrementally_into_events(
                                              "campaign_id": campaign["id"], "action": "click",
                                              "url": "https://shop.example/sale"})
     settings = connector_settings(database_url, sandbox, peers, activity_interval_seconds=0.2)
-    async for _running in run_connector(settings, telemetry):
+    async with run_connector(settings, telemetry) as _running:
         await wait_until(lambda: {"email.opened", "email.clicked"} <=
                          {e.type for e in peers.router.events}, timeout=20,
                          message="activity events")
-        pulls = sandbox.state.stats.by_route["GET /reports/{}/email-activity"]
-        await wait_until(
-            lambda: sandbox.state.stats.by_route["GET /reports/{}/email-activity"] >= pulls + 2,
-            timeout=20, message="two more pulls",
-        )
+        route = "GET /reports/{}/email-activity"
+        target = sandbox.state.stats.by_route[route] + 2
+        await wait_until(lambda: sandbox.state.stats.by_route[route] >= target, timeout=20,
+                         message="two more pulls")
     (click,) = peers.router.of_type("email.clicked")
     assert click.properties["url"] == "https://shop.example/sale"
     assert click.properties["campaign_id"] == campaign["id"]
@@ -192,7 +191,7 @@ async def test_an_outage_opens_the_circuit_records_failures_and_retry_recovers_t
 ) -> None:
     settings = connector_settings(database_url, sandbox, peers, breaker_failures=3,
                                   breaker_reset_seconds=0.5, retry_attempts=2)
-    async for running in run_connector(settings, telemetry):
+    async with run_connector(settings, telemetry) as running:
         await running.stub.PushProfiles(push(profile(0)))
         await sandbox.control("POST", "/_sandbox/faults", {"rate_5xx": 1.0})
         response = await running.stub.PushProfiles(push(*(profile(n) for n in range(1, 1501))))
@@ -231,7 +230,7 @@ async def test_a_bodiless_error_reply_is_treated_as_the_error_it_is(
     database_url: str, sandbox: RunningSandbox, peers: Peers, telemetry: Any, trigger: str
 ) -> None:
     settings = connector_settings(database_url, sandbox, peers, retry_attempts=2)
-    async for running in run_connector(settings, telemetry):
+    async with run_connector(settings, telemetry) as running:
         await running.stub.PushProfiles(push(profile(0)))
         await sandbox.control("POST", "/_sandbox/faults", {trigger: 1.0})
         response = await running.stub.PushProfiles(push(profile(1)))

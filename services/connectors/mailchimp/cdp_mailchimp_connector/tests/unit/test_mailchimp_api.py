@@ -15,6 +15,13 @@ from cdp_mailchimp_connector.adapters.mailchimp_api import (
 from cdp_resilience import CircuitBreakers, CircuitOpenError, RetryPolicy
 from cdp_resilience.breaker import BreakerSettings, BreakerState
 
+
+def state_of(owner: object, attribute: str) -> BreakerState:
+    """Read through a function: mypy would otherwise narrow the property between reads."""
+    state: BreakerState = getattr(owner, attribute)
+    return state
+
+
 ACCOUNT = MailchimpAccount(api_key="secret-key-us6", server="us6")
 
 
@@ -107,10 +114,10 @@ async def test_repeated_5xx_open_the_circuit_but_throttling_does_not() -> None:
     mailchimp = api(attempts=3, breakers=breakers)
     with pytest.raises(MailchimpError):
         await mailchimp.call("x", scripted(*(problem(429, "Too Many Requests"),) * 3))
-    assert mailchimp.breaker_state is BreakerState.CLOSED
+    assert state_of(mailchimp, "breaker_state") is BreakerState.CLOSED
     with pytest.raises(MailchimpError):
         await mailchimp.call("x", scripted(*(problem(500, "Internal Server Error"),) * 3))
-    assert mailchimp.breaker_state is BreakerState.OPEN
+    assert state_of(mailchimp, "breaker_state") is BreakerState.OPEN
     with pytest.raises(CircuitOpenError):
         await mailchimp.call("x", scripted({"ok": True}))
 
