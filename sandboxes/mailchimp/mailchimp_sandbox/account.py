@@ -274,7 +274,9 @@ class Account:
 
     def member_view(self, audience: Audience, member: dict[str, Any]) -> dict[str, Any]:
         tags = self._tags_of(audience, member["id"])
-        return {**member, "tags": tags, "tags_count": len(tags)}
+        # Links are built per reply rather than stored: a large audience costs less memory.
+        return {**member, "tags": tags, "tags_count": len(tags),
+                "_links": links(f"/lists/{audience.id}/members/{member['id']}")}
 
     # ---- account and lists ----------------------------------------------------------------
 
@@ -626,7 +628,6 @@ class Account:
             "location": _LOCATION,
             "source": "API - Generic",
             "list_id": audience.id,
-            "_links": links(f"/lists/{audience.id}/members/{member_hash}"),
         }
 
     def _check_transition(self, audience: Audience, member: dict[str, Any], status: str) -> None:
