@@ -73,7 +73,7 @@ class IdentitySettings:
         doc="placeholder values that never match, added to the built-in list",
     )
     verify_granularity_seconds: float = setting(
-        "CDP_IDENTITY_VERIFY_GRANULARITY_SECONDS", default=60.0,
+        "CDP_IDENTITY_VERIFY_GRANULARITY_SECONDS", default=3600.0,
         doc="how stale last_verified_at may get before a resolve rewrites it",
     )
     suppression_key: Secret = setting(

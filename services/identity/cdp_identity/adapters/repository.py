@@ -32,7 +32,7 @@ _KEYS = "unnest($1::text[], $2::text[], $3::text[]) AS k(kind, platform, value)"
 
 FIND_OWNERS = f"""
     SELECT i.kind, i.platform, i.value, i.customer_id::text AS customer_id,
-           i.last_verified_at
+           i.last_verified_at < $4 AS stale
     FROM {S}.identities AS i JOIN {_KEYS}
       ON i.kind = k.kind AND i.platform = k.platform AND i.value = k.value
 """
@@ -47,24 +47,29 @@ def to_key(kind: str, platform: str, value: str) -> IdentityKey:
 
 
 async def find_owners(
-    connection: TracedConnection, keys: Sequence[IdentityKey]
-) -> dict[IdentityKey, tuple[str, datetime]]:
-    """Owner and last-verified time of every stored key among `keys`."""
+    connection: TracedConnection, keys: Sequence[IdentityKey], stale_before: datetime
+) -> dict[IdentityKey, tuple[str, bool]]:
+    """Owner of every stored key among `keys`, and whether it was last verified before
+    `stale_before`."""
     if not keys:
         return {}
-    rows = await connection.fetch(FIND_OWNERS, *key_arrays(keys))
-    return {to_key(r["kind"], r["platform"], r["value"]): (r["customer_id"], r["last_verified_at"])
-            for r in rows}
+    rows = await connection.fetch(FIND_OWNERS, *key_arrays(keys), stale_before)
+    # Keyed by plain tuples, which hash and compare like IdentityKey, so the request's own
+    # keys index the result without building a key object per row.
+    by_value: dict[tuple[str, str, str], tuple[str, bool]] = {
+        (r[0], r[2], r[1]): (r[3], r[4]) for r in rows  # IdentityKey's order: kind, value, platform
+    }
+    return {key: by_value[key] for key in keys if key in by_value}
 
 
 class SqlIdentityRepository:
     def __init__(self, connection: TracedConnection) -> None:
         self._db = connection
 
-    async def find_owners_verified(
-        self, keys: Sequence[IdentityKey]
-    ) -> dict[IdentityKey, tuple[str, datetime]]:
-        return await find_owners(self._db, keys)
+    async def find_owners(
+        self, keys: Sequence[IdentityKey], stale_before: datetime
+    ) -> dict[IdentityKey, tuple[str, bool]]:
+        return await find_owners(self._db, keys, stale_before)
 
     async def lock_customers(self, customer_ids: Iterable[str]) -> dict[str, CustomerSummary]:
         """Locks the customers (in id order, so concurrent lockers never deadlock) and

@@ -16,9 +16,10 @@ code) and stored as E.164; a number that is not valid for its region is rejected
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple, Protocol
 
 import phonenumbers
 
@@ -51,9 +52,15 @@ MATCH_PRIORITY: tuple[IdentityKind, ...] = (
 )
 
 
-@dataclass(frozen=True, order=True)
-class IdentityKey:
-    """One normalised identifier. `platform` is set for platform ids, empty otherwise."""
+_PRIORITY = {kind: rank for rank, kind in enumerate(MATCH_PRIORITY)}
+
+
+class IdentityKey(NamedTuple):
+    """One normalised identifier. `platform` is set for platform ids, empty otherwise.
+
+    A named tuple rather than a dataclass: keys are hashed and compared by the thousand per
+    batch, and tuple hashing runs in C.
+    """
 
     kind: IdentityKind
     value: str
@@ -61,7 +68,7 @@ class IdentityKey:
 
     @property
     def priority(self) -> int:
-        return MATCH_PRIORITY.index(self.kind)
+        return _PRIORITY[self.kind]
 
 
 @dataclass(frozen=True)
@@ -70,9 +77,8 @@ class RawPlatformId:
     id: str
 
 
-@dataclass(frozen=True)
-class RawIdentifiers:
-    """Identifiers as a caller sent them, before normalisation."""
+class RawIdentifiers(NamedTuple):
+    """Identifiers as a caller sent them, before normalisation (a tuple: built per item)."""
 
     user_id: str = ""
     email: str = ""
@@ -98,8 +104,8 @@ def normalize_email(raw: str, field: str) -> tuple[str | None, FieldViolation | 
         return None, FieldViolation(
             field, f"is {len(email)} characters long; the limit is {MAX_EMAIL_LENGTH}"
         )
-    local = email.split("@", 1)[0]
-    if not _EMAIL.match(email) or len(local) > 64:
+    at = email.find("@")
+    if at > 64 or not _EMAIL.match(email):
         return None, FieldViolation(field, "is not a valid email address")
     return email, None
 
@@ -126,8 +132,8 @@ def _plain(raw: str, field: str) -> tuple[str | None, FieldViolation | None]:
         return None, FieldViolation(
             field, f"is {len(value)} characters long; the limit is {MAX_IDENTIFIER_LENGTH}"
         )
-    if any(ord(ch) < 32 for ch in value):
-        return None, FieldViolation(field, "contains control characters")
+    if not value.isprintable():
+        return None, FieldViolation(field, "contains control or invisible characters")
     return value, None
 
 
@@ -141,19 +147,23 @@ class BlockedValues:
     """
 
     values: frozenset[str]
-    patterns: tuple[re.Pattern[str], ...] = field(default=())
+    # All patterns as one alternation: one regex call per value, whatever their number.
+    pattern: re.Pattern[str] | None = field(default=None)
 
     @classmethod
     def of(cls, values: Iterable[str], patterns: Iterable[str] = ()) -> BlockedValues:
+        alternatives = [f"(?:{p})" for p in patterns]
         return cls(
             frozenset(v.strip().lower() for v in values if v.strip()),
-            tuple(re.compile(p) for p in patterns),
+            re.compile("|".join(alternatives)) if alternatives else None,
         )
 
     def __contains__(self, value: object) -> bool:
         if not isinstance(value, str):
             return False
-        return value in self.values or any(p.fullmatch(value) for p in self.patterns)
+        if value in self.values:
+            return True
+        return self.pattern is not None and self.pattern.fullmatch(value) is not None
 
 
 DEFAULT_BLOCKED_VALUES = (
@@ -168,8 +178,7 @@ DEFAULT_BLOCKED_PATTERNS = (r"[0\-]+", r"\+0+")
 NO_BLOCKED_VALUES = BlockedValues.of(())
 
 
-@dataclass(frozen=True)
-class NormalizedIdentifiers:
+class NormalizedIdentifiers(NamedTuple):
     keys: tuple[IdentityKey, ...]
     session_id: str = ""
 
@@ -177,8 +186,51 @@ class NormalizedIdentifiers:
         return [key for key in self.keys if key.kind is kind]
 
 
+class PlatformIdLike(Protocol):
+    @property
+    def platform(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+
+
+class IdentifiersLike(Protocol):
+    """What normalisation reads: `RawIdentifiers`, or any message with the same fields (the
+    contract's `Identifiers`, read as is so batches build no copy per item)."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def phone(self) -> str: ...
+    @property
+    def anonymous_id(self) -> str: ...
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def platform_ids(self) -> Sequence[PlatformIdLike]: ...
+    @property
+    def cookies(self) -> Sequence[str]: ...
+
+
+# Enum members read through a descriptor on every access; hot loops use these names.
+_EMAIL_KIND = IdentityKind.EMAIL
+_PHONE_KIND = IdentityKind.PHONE
+
+# The single-valued identifiers, in match priority.
+_SCALARS: tuple[tuple[str, IdentityKind], ...] = (
+    ("user_id", IdentityKind.USER_ID),
+    ("email", IdentityKind.EMAIL),
+    ("phone", IdentityKind.PHONE),
+    ("device_id", IdentityKind.DEVICE_ID),
+    ("anonymous_id", IdentityKind.ANONYMOUS_ID),
+)
+
+
 def normalize_identifiers(
-    raw: RawIdentifiers,
+    raw: IdentifiersLike,
     *,
     default_region: str,
     known_platforms: frozenset[str],
@@ -193,38 +245,33 @@ def normalize_identifiers(
     keys: list[IdentityKey] = []
     violations: list[FieldViolation] = []
     blocked_seen = False
-
-    def add(
-        kind: IdentityKind, result: tuple[str | None, FieldViolation | None], platform: str = ""
-    ) -> None:
-        nonlocal blocked_seen
-        value, violation = result
+    for attribute, kind in _SCALARS:
+        given = getattr(raw, attribute)
+        if not given or given.isspace():
+            continue
+        path = f"{field}.{attribute}"
+        if kind is _EMAIL_KIND:
+            value, violation = normalize_email(given, path)
+        elif kind is _PHONE_KIND:
+            value, violation = normalize_phone(given, path, default_region)
+        else:
+            value, violation = _plain(given, path)
         if violation is not None:
             violations.append(violation)
         elif value and value.lower() in blocked:
             blocked_seen = True
         elif value:
-            keys.append(IdentityKey(kind, value, platform))
-
-    if raw.user_id.strip():
-        add(IdentityKind.USER_ID, _plain(raw.user_id, f"{field}.user_id"))
-    if raw.email.strip():
-        add(IdentityKind.EMAIL, normalize_email(raw.email, f"{field}.email"))
-    if raw.phone.strip():
-        add(IdentityKind.PHONE, normalize_phone(raw.phone, f"{field}.phone", default_region))
-    if raw.device_id.strip():
-        add(IdentityKind.DEVICE_ID, _plain(raw.device_id, f"{field}.device_id"))
-    if raw.anonymous_id.strip():
-        add(IdentityKind.ANONYMOUS_ID, _plain(raw.anonymous_id, f"{field}.anonymous_id"))
-    if len(raw.platform_ids) > MAX_PLATFORM_IDS:
+            keys.append(IdentityKey(kind, value))
+    platform_ids = raw.platform_ids
+    if len(platform_ids) > MAX_PLATFORM_IDS:
         violations.append(
             FieldViolation(
                 f"{field}.platform_ids",
-                f"has {len(raw.platform_ids)} entries; the limit is {MAX_PLATFORM_IDS}",
+                f"has {len(platform_ids)} entries; the limit is {MAX_PLATFORM_IDS}",
             )
         )
     else:
-        for index, platform_id in enumerate(raw.platform_ids):
+        for index, platform_id in enumerate(platform_ids):
             path = f"{field}.platform_ids[{index}]"
             platform = platform_id.platform.strip().lower()
             if platform not in known_platforms:
@@ -239,20 +286,37 @@ def normalize_identifiers(
             if not platform_id.id.strip():
                 violations.append(FieldViolation(f"{path}.id", "must not be empty"))
                 continue
-            add(IdentityKind.PLATFORM, _plain(platform_id.id, f"{path}.id"), platform)
-    if len(raw.cookies) > MAX_COOKIES:
+            value, violation = _plain(platform_id.id, f"{path}.id")
+            if violation is not None:
+                violations.append(violation)
+            elif value and value.lower() in blocked:
+                blocked_seen = True
+            elif value:
+                keys.append(IdentityKey(IdentityKind.PLATFORM, value, platform))
+    cookies = raw.cookies
+    if len(cookies) > MAX_COOKIES:
         violations.append(
             FieldViolation(
-                f"{field}.cookies", f"has {len(raw.cookies)} entries; the limit is {MAX_COOKIES}"
+                f"{field}.cookies", f"has {len(cookies)} entries; the limit is {MAX_COOKIES}"
             )
         )
     else:
-        for index, cookie in enumerate(raw.cookies):
-            if cookie.strip():
-                add(IdentityKind.COOKIE, _plain(cookie, f"{field}.cookies[{index}]"))
-    session_id, session_violation = _plain(raw.session_id, f"{field}.session_id")
-    if session_violation is not None:
-        violations.append(session_violation)
+        for index, cookie in enumerate(cookies):
+            if not cookie or cookie.isspace():
+                continue
+            value, violation = _plain(cookie, f"{field}.cookies[{index}]")
+            if violation is not None:
+                violations.append(violation)
+            elif value and value.lower() in blocked:
+                blocked_seen = True
+            elif value:
+                keys.append(IdentityKey(IdentityKind.COOKIE, value))
+    session_id = ""
+    if raw.session_id:
+        cleaned_session, session_violation = _plain(raw.session_id, f"{field}.session_id")
+        if session_violation is not None:
+            violations.append(session_violation)
+        session_id = cleaned_session or ""
     if not keys and not violations:
         violations.append(
             FieldViolation(
@@ -264,5 +328,6 @@ def normalize_identifiers(
                 "platform_ids, device_id, anonymous_id or cookies)",
             )
         )
-    unique = sorted(set(keys), key=lambda key: (key.priority, key.platform, key.value))
-    return NormalizedIdentifiers(tuple(unique), session_id or ""), violations
+    if len(keys) > 1:
+        keys = sorted(set(keys), key=lambda key: (key.priority, key.platform, key.value))
+    return NormalizedIdentifiers(tuple(keys), session_id), violations

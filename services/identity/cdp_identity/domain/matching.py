@@ -54,6 +54,9 @@ class PersonAttributes:
         return replace(self, **changes)
 
 
+_EMPTY = PersonAttributes()
+
+
 def _clean(value: str) -> str:
     return _SPACES.sub(" ", value.strip().lower())
 
@@ -62,6 +65,8 @@ def normalize_attributes(
     raw: PersonAttributes, field: str = "attributes"
 ) -> tuple[PersonAttributes, list[FieldViolation]]:
     """Cleans every attribute and checks the birth date is a real calendar date."""
+    if raw == _EMPTY:
+        return raw, []
     violations: list[FieldViolation] = []
     cleaned: dict[str, str] = {}
     for name, value in vars(raw).items():

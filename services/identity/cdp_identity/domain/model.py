@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
-from cdp_identity.domain.identifiers import IdentityKey, RawIdentifiers
+from cdp_identity.domain.identifiers import IdentifiersLike, IdentityKey
 from cdp_identity.domain.matching import PersonAttributes
 
 
@@ -29,11 +30,11 @@ class CustomerStatus(StrEnum):
     FORGOTTEN = "forgotten"
 
 
-@dataclass(frozen=True)
-class ResolveIdentity:
-    """Command: find or create the customer these identifiers belong to."""
+class ResolveIdentity(NamedTuple):
+    """Command: find or create the customer these identifiers belong to (a tuple: batches
+    build thousands)."""
 
-    identifiers: RawIdentifiers
+    identifiers: IdentifiersLike
     attributes: PersonAttributes = PersonAttributes()
     source_platform: str = ""
     allow_probabilistic: bool = False
@@ -47,7 +48,8 @@ class MergeOutcome:
     refusal_reason: str = ""
 
 
-@dataclass(frozen=True)
+# Not frozen: a batch builds thousands, and frozen dataclasses initialise slowly.
+@dataclass(slots=True)
 class Resolution:
     customer_id: str
     method: MatchMethod

@@ -12,7 +12,7 @@ from cdp.common.v1 import common_pb2
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
 from cdp_errors import DomainError, InvalidArgument
 from cdp_grpc.errors import rich_status
-from cdp_identity.domain.identifiers import IdentityKind, RawIdentifiers, RawPlatformId
+from cdp_identity.domain.identifiers import IdentityKind
 from cdp_identity.domain.matching import PersonAttributes
 from cdp_identity.domain.model import (
     IdentityMap,
@@ -40,23 +40,21 @@ _STATUSES = {
 }
 
 
-def raw_identifiers(message: common_pb2.Identifiers) -> RawIdentifiers:
-    return RawIdentifiers(
-        user_id=message.user_id,
-        email=message.email,
-        phone=message.phone,
-        anonymous_id=message.anonymous_id,
-        session_id=message.session_id,
-        device_id=message.device_id,
-        platform_ids=tuple(RawPlatformId(p.platform, p.id) for p in message.platform_ids),
-        cookies=tuple(message.cookies),
-    )
+_NO_ATTRIBUTES = PersonAttributes()
 
 
 def to_command(request: identity_pb2.ResolveIdentityRequest) -> ResolveIdentity:
+    if not request.HasField("attributes"):
+        # The message already has the fields normalisation reads: no copy per item.
+        return ResolveIdentity(
+            identifiers=request.identifiers,
+            attributes=_NO_ATTRIBUTES,
+            source_platform=request.source_platform.strip().lower(),
+            allow_probabilistic=request.allow_probabilistic,
+        )
     attributes = request.attributes
     return ResolveIdentity(
-        identifiers=raw_identifiers(request.identifiers),
+        identifiers=request.identifiers,
         attributes=PersonAttributes(
             given_name=attributes.given_name,
             family_name=attributes.family_name,
@@ -75,8 +73,8 @@ def to_response(resolution: Resolution) -> identity_pb2.ResolveIdentityResponse:
     response = identity_pb2.ResolveIdentityResponse(
         customer_id=resolution.customer_id,
         confidence=resolution.confidence,
-        method=_METHODS[resolution.method],
-        matched_on=list(resolution.matched_on),
+        method=_METHODS[resolution.method],  # a dict keyed by member: no descriptor reads
+        matched_on=resolution.matched_on,
         created=resolution.created,
     )
     merge = resolution.merge
@@ -173,15 +171,12 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 "items", f"has {len(request.items)} entries; the limit is {MAX_BATCH_ITEMS}"
             )
         results = await self._resolver.resolve_batch([to_command(i) for i in request.items])
-        response = identity_pb2.BatchResolveIdentitiesResponse()
-        for result in results:
-            if isinstance(result, Resolution):
-                response.results.append(
-                    identity_pb2.ResolveIdentityResult(resolution=to_response(result))
-                )
-            else:
-                response.results.append(identity_pb2.ResolveIdentityResult(error=item_error(result)))
-        return response
+        Result = identity_pb2.ResolveIdentityResult
+        return identity_pb2.BatchResolveIdentitiesResponse(results=[
+            Result(resolution=to_response(r)) if isinstance(r, Resolution)
+            else Result(error=item_error(r))
+            for r in results
+        ])
 
     async def GetIdentityMap(
         self, request: identity_pb2.GetIdentityMapRequest, context: Context

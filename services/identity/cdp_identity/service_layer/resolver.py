@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import asyncpg
 from opentelemetry import trace
@@ -106,7 +106,7 @@ class ResolverPolicy:
     max_candidates: int = 50
     # Repeated resolves of a known identifier only rewrite `last_verified_at` when it is
     # older than this: hot identifiers stay read-only.
-    verify_granularity: timedelta = timedelta(seconds=60)
+    verify_granularity: timedelta = timedelta(hours=1)
     suppression_key: bytes = b"cdp-local-suppression-key"
     scorer: Scorer = field(default_factory=lambda: Scorer(DEFAULT_ODDS))
 
@@ -115,12 +115,15 @@ class _LostRace(Exception):
     """A concurrent writer changed what this attempt read; run it again."""
 
 
-@dataclass(frozen=True)
-class _Request:
+class _Request(NamedTuple):
     keys: tuple[IdentityKey, ...]
     attributes: PersonAttributes
     source_platform: str
     allow_probabilistic: bool
+
+
+_NO_ATTRIBUTES = PersonAttributes()
+DETERMINISTIC = MatchMethod.DETERMINISTIC
 
 
 def parse_customer_id(raw: str, field_name: str) -> str:
@@ -133,8 +136,14 @@ def parse_customer_id(raw: str, field_name: str) -> str:
         raise InvalidArgument.single(field_name, "is not a customer id (a UUID)") from None
 
 
+# `member.value` goes through an enum descriptor; a dict lookup is several times faster.
+_KIND_NAME = {kind: kind.value for kind in IdentityKind}
+
+
 def _kinds(keys: Sequence[IdentityKey]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(key.kind.value for key in sorted(keys, key=lambda k: k.priority)))
+    if len(keys) == 1:
+        return (_KIND_NAME[keys[0].kind],)
+    return tuple(dict.fromkeys(_KIND_NAME[k.kind] for k in sorted(keys, key=lambda k: k.priority)))
 
 
 class IdentityResolver:
@@ -164,10 +173,12 @@ class IdentityResolver:
             blocked=self._policy.blocked,
             field=f"{field_prefix}identifiers",
         )
-        attributes, attribute_violations = normalize_attributes(
-            command.attributes, f"{field_prefix}attributes"
-        )
-        violations.extend(attribute_violations)
+        attributes = command.attributes
+        if attributes is not _NO_ATTRIBUTES:
+            attributes, attribute_violations = normalize_attributes(
+                attributes, f"{field_prefix}attributes"
+            )
+            violations.extend(attribute_violations)
         source = command.source_platform
         if source and source not in self._policy.known_platforms:
             violations.append(FieldViolation(
@@ -191,13 +202,14 @@ class IdentityResolver:
         """The answer without a transaction, when nothing needs writing."""
         if self._database is None:
             return None
+        stale_before = self._clock() - self._policy.verify_granularity
         async with self._database.pool.acquire() as connection:
-            found = await find_owners(TracedConnection(connection, self._tracer), request.keys)
+            found = await find_owners(TracedConnection(connection, self._tracer), request.keys,
+                                      stale_before)
         if len(found) != len(request.keys):
             return None
         owners = {owner for owner, _ in found.values()}
-        stale_before = self._clock() - self._policy.verify_granularity
-        if len(owners) != 1 or any(verified < stale_before for _, verified in found.values()):
+        if len(owners) != 1 or any(stale for _, stale in found.values()):
             return None
         return Resolution(owners.pop(), MatchMethod.DETERMINISTIC, 1.0, _kinds(request.keys),
                           created=False)
@@ -238,7 +250,8 @@ class IdentityResolver:
     async def _resolve_once(self, uow: IdentityUnitOfWork, request: _Request) -> Resolution:
         repo = uow.identities
         now = self._clock()
-        verified = await repo.find_owners_verified(request.keys)
+        stale_before = now - self._policy.verify_granularity
+        verified = await repo.find_owners(request.keys, stale_before)
         owners = {key: owner for key, (owner, _) in verified.items()}
         summaries = await repo.lock_customers(owners.values())
         if any(owner not in summaries for owner in owners.values()):
@@ -254,8 +267,7 @@ class IdentityResolver:
             raise _LostRace()
         group = {plan.target, *(loser for _, loser in plan.merges)}
         matched = [key for key, owner in owners.items() if owner in group]
-        stale_before = now - self._policy.verify_granularity
-        await repo.mark_verified([k for k in matched if verified[k][1] < stale_before], now)
+        await repo.mark_verified([k for k in matched if verified[k][1]], now)
         if not request.attributes.is_empty():
             await self._store_attributes(repo, plan.target, request.attributes, now)
         if plan.attach or plan.merges:
@@ -399,18 +411,27 @@ class IdentityResolver:
         all_keys = list({key for request in requests.values() for key in request.keys})
         async with self._database.pool.acquire() as raw:
             connection = TracedConnection(raw, self._tracer)
-            found = await find_owners(connection, all_keys)
-            stale_before = now - self._policy.verify_granularity
-            stale = [key for key, (_, verified) in found.items() if verified < stale_before]
+            found = await find_owners(connection, all_keys,
+                                      now - self._policy.verify_granularity)
+            stale = [key for key, (_, is_stale) in found.items() if is_stale]
             if stale:
                 await SqlIdentityRepository(connection).mark_verified(stale, now)
         leftover: list[int] = []
         new_items: dict[int, _Request] = {}
         for index, request in requests.items():
-            owners = {found[key][0] for key in request.keys if key in found}
-            if len(owners) == 1 and all(key in found for key in request.keys):
+            keys = request.keys
+            if len(keys) == 1:  # the common case, without building sets
+                hit = found.get(keys[0])
+                if hit is None:
+                    new_items[index] = request
+                else:
+                    results[index] = Resolution(hit[0], DETERMINISTIC, 1.0,
+                                                (_KIND_NAME[keys[0].kind],), created=False)
+                continue
+            owners = {found[key][0] for key in keys if key in found}
+            if len(owners) == 1 and all(key in found for key in keys):
                 results[index] = Resolution(owners.pop(), MatchMethod.DETERMINISTIC, 1.0,
-                                            _kinds(request.keys), created=False)
+                                            _kinds(keys), created=False)
             elif not owners:
                 new_items[index] = request
             else:
