@@ -217,7 +217,8 @@ def _state(row: Any) -> FieldState:
         seq=row.seq,
         contributing_sources=tuple(row.contributing_sources),
         reason=row.reason,
-        memory=json.loads(row.memory),
+        # Most strategies remember nothing beyond the winner.
+        memory={} if row.memory == "{}" else json.loads(row.memory),
     )
 
 

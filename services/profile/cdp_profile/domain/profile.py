@@ -9,7 +9,6 @@ unmerges, a changed configuration), which gives the state the incremental path r
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -25,7 +24,7 @@ from cdp_profile.domain.model import (
     StoredFragment,
     to_micros,
 )
-from cdp_profile.domain.strategies import StrategyBook, canonical
+from cdp_profile.domain.strategies import StrategyBook, same_value
 
 
 def ancestors(path: str) -> list[str]:
@@ -87,7 +86,8 @@ class ProfileWork:
     replaced: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
-        self.document = copy.deepcopy(self.head.attributes)
+        # The work owns the head it was given (a fresh read of the row): no copy needed.
+        self.document = self.head.attributes
         self.version = self.head.version
 
     @property
@@ -152,7 +152,7 @@ class ProfileWork:
             self.fields[leaf.path] = after
             self.dirty[leaf.path] = after
             old_value = before.value if before is not None else None
-            if before is None or canonical(old_value) != canonical(after.value):
+            if before is None or not same_value(old_value, after.value):
                 changes.append(FieldChange(leaf.path, old_value, after.value, after.source))
                 _set(self.document, leaf.path, after.value)
         if changes:
@@ -187,7 +187,7 @@ class ProfileWork:
             old = before.get(path)
             state = self.fields.get(path)
             new = state.value if state is not None else None
-            if canonical(old) != canonical(new):
+            if not same_value(old, new):
                 changes.append(FieldChange(path, old, new, state.source if state else ""))
         self.version = self.head.version + (1 if changes else 0)
         self.changed = bool(changes)

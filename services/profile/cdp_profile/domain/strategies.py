@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from cdp_profile.domain.model import FieldState, JsonValue, Observation
@@ -35,6 +36,15 @@ def canonical(value: JsonValue) -> str:
     """A value's identity for comparisons: 1 and true, or {"a":1,"b":2} key orders, differ
     or agree exactly as JSON says."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def same_value(a: JsonValue, b: JsonValue) -> bool:
+    """Equal as JSON: 1 and true differ (Python says 1 == True), key order does not matter."""
+    if a is None or b is None:
+        return a is b
+    if type(a) is type(b) and isinstance(a, (str, int, float, bool)):
+        return bool(a == b)
+    return canonical(a) == canonical(b)
 
 
 def is_empty(value: JsonValue) -> bool:
@@ -85,7 +95,7 @@ class Strategy:
     name: StrategyName
     sources: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def key(self) -> str:
         if self.name is StrategyName.SOURCE_PRIORITY:
             return f"{self.name.value}:{'>'.join(self.sources)}"
@@ -220,7 +230,8 @@ def _merge_arrays(
     for source, entry in ordered:
         added = False
         for element in entry["v"]:
-            identity = canonical(element)
+            # Strings (tags, the common case) are their own identity; other values go by JSON.
+            identity = element if isinstance(element, str) else "\0" + canonical(element)
             if identity not in seen:
                 seen.add(identity)
                 merged.append(element)

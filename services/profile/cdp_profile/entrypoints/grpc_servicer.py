@@ -129,6 +129,8 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         request: profile_pb2.IngestProfileFragmentsRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> profile_pb2.IngestProfileFragmentsResponse:
+        # Refused on its length before any fragment is converted.
+        self._ingestor.check_batch_size(len(request.fragments))
         commands = [to_command(f, max_bytes=self._max_bytes) for f in request.fragments]
         outcomes = await self._ingestor.ingest_many(commands)
         response = profile_pb2.IngestProfileFragmentsResponse()

@@ -8,7 +8,6 @@ profiles involved from history is the right cost here.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -51,9 +50,7 @@ class IdentityEventHandler:
             changes = work.rebuild(await uow.profiles.history(head.customer_id))
             if changes:
                 uow.publish_event(
-                    ProfileUpdated(
-                        head.customer_id, work.version, changes, copy.deepcopy(work.document), now
-                    )
+                    ProfileUpdated(head.customer_id, work.version, changes, work.document, now)
                 )
             works.append(work)
         return works

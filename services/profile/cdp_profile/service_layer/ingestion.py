@@ -12,7 +12,6 @@ touches a field made under the old configuration rebuilds that customer once).
 
 from __future__ import annotations
 
-import copy
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -30,6 +29,7 @@ from cdp_profile.domain.documents import DocumentLimits, parse_observed_at, spli
 from cdp_profile.domain.events import ProfileUpdated
 from cdp_profile.domain.ids import check_customer_id
 from cdp_profile.domain.model import (
+    FieldState,
     Fragment,
     IngestFragment,
     IngestResult,
@@ -124,13 +124,16 @@ class FragmentIngestor:
             raise outcome
         return outcome
 
+    def check_batch_size(self, count: int) -> None:
+        """InvalidArgument when a batch has more fragments than one call may carry."""
+        if count > self._limits.max_batch:
+            raise InvalidArgument.single(
+                "fragments", f"has {count:,} entries; the limit is {self._limits.max_batch:,}"
+            )
+
     async def ingest_many(self, commands: Sequence[IngestFragment]) -> list[Outcome]:
         """One outcome per command, in order; a bad fragment never fails the others."""
-        if len(commands) > self._limits.max_batch:
-            raise InvalidArgument.single(
-                "fragments",
-                f"has {len(commands):,} entries; the limit is {self._limits.max_batch:,}",
-            )
+        self.check_batch_size(len(commands))
         return await self._ingest(commands, [f"fragments[{i}]" for i in range(len(commands))])
 
     async def _ingest(self, commands: Sequence[IngestFragment], where: list[str]) -> list[Outcome]:
@@ -222,14 +225,13 @@ class FragmentIngestor:
             for index in target
             for path in keys_to_load(leaf.path for leaf in fragments[index].leaves)
         }
-        states = await uow.profiles.load_fields(keys)
-        works: dict[str, ProfileWork] = {}
-        for customer in set(target.values()):
-            works[customer] = ProfileWork(
-                heads[customer],
-                self._book,
-                {path: state for (owner, path), state in states.items() if owner == customer},
-            )
+        by_customer: dict[str, dict[str, FieldState]] = {c: {} for c in set(target.values())}
+        for (owner, path), state in (await uow.profiles.load_fields(keys)).items():
+            by_customer[owner][path] = state
+        works = {
+            customer: ProfileWork(heads[customer], self._book, fields)
+            for customer, fields in by_customer.items()
+        }
         for work in works.values():
             if work.stale_fields():
                 await self._rebuild_for_new_configuration(uow, work, now)
@@ -275,7 +277,7 @@ class FragmentIngestor:
                         customer_id=work.customer_id,
                         version=applied.version,
                         changes=applied.changes,
-                        attributes=copy.deepcopy(work.document),
+                        attributes=work.document,
                         occurred_at=now,
                     )
                 )
@@ -296,7 +298,5 @@ class FragmentIngestor:
         changes = work.rebuild(await uow.profiles.history(work.customer_id))
         if changes:
             uow.publish_event(
-                ProfileUpdated(
-                    work.customer_id, work.version, changes, copy.deepcopy(work.document), now
-                )
+                ProfileUpdated(work.customer_id, work.version, changes, work.document, now)
             )

@@ -89,7 +89,10 @@ class ProfileUnitOfWork(Protocol):
 
     async def commit(self) -> None: ...
 
-    def publish_event(self, event: ProfileEvent) -> None: ...
+    def publish_event(self, event: ProfileEvent) -> None:
+        """Queues `event` for the outbox. The handler goes on changing the document the
+        event carries, so the unit of work serializes (or copies) it here, not at commit."""
+        ...
 
     async def claim_message(self, consumer: str, message_id: str) -> bool:
         """True the first time `consumer` handles `message_id`, in this transaction."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
@@ -90,6 +91,26 @@ async def test_a_customer_fed_by_two_platforms_has_one_profile_saying_where_and_
     assert provenance["customer.totalSpent"].strategy == "highest_value"
     assert unified.version == 2
     assert profile.peers.identity.batch_calls == [1, 1]
+
+
+async def test_simultaneous_fragments_for_one_customer_all_count(
+    profile: RunningProfile,
+) -> None:
+    customer = str(uuid.uuid4())
+    replies = await asyncio.gather(
+        *(
+            profile.stub.IngestProfileFragment(
+                ingest(fragment("crm", {"fields": {f"f{n}": n}}, customer_id=customer))
+            )
+            for n in range(20)
+        )
+    )
+    unified = await get_profile(profile, customer)
+    assert sorted(r.profile_version for r in replies) == list(range(1, 21))
+    assert unified.version == 20
+    assert json_format.MessageToDict(unified.attributes)["fields"] == {
+        f"f{n}": float(n) for n in range(20)
+    }
 
 
 async def test_an_older_fragment_arriving_later_does_not_win(profile: RunningProfile) -> None:
