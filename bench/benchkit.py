@@ -145,6 +145,12 @@ def stopwatch() -> Iterator[list[float]]:
         elapsed.append(time.perf_counter() - start)
 
 
-def ratio_line(name: str, measured: float, floor: float, unit: str, goal: str) -> str:
+def ratio_line(
+    name: str, measured: float, floor: float, unit: str, goal: str, *, decimals: int = 0
+) -> str:
+    """`name: measured unit vs floor unit = share (goal)`; `decimals` for small figures (ms)."""
     share = measured / floor if floor else float("nan")
-    return f"{name}: {measured:,.0f} {unit} vs floor {floor:,.0f} {unit} = {share:.1%} ({goal})"
+    return (
+        f"{name}: {measured:,.{decimals}f} {unit} vs floor {floor:,.{decimals}f} {unit} "
+        f"= {share:.1%} ({goal})"
+    )
