@@ -191,6 +191,24 @@ _FORGET_OUTBOX = text(
 )
 
 
+_RECORD_MERGE = text(
+    f"""
+    INSERT INTO {SCHEMA}.merges AS m (merge_id, survivor_id, merged_id, merged_at)
+    VALUES (:merge_id, CAST(:survivor AS uuid), CAST(:merged AS uuid), :now)
+    ON CONFLICT (merge_id) DO UPDATE SET merged_at = coalesce(m.merged_at, EXCLUDED.merged_at)
+    RETURNING m.unmerged_at IS NULL AS applies
+    """
+)
+
+_RECORD_UNMERGE = text(
+    f"""
+    INSERT INTO {SCHEMA}.merges AS m (merge_id, survivor_id, merged_id, unmerged_at)
+    VALUES (:merge_id, CAST(:survivor AS uuid), CAST(:restored AS uuid), :now)
+    ON CONFLICT (merge_id) DO UPDATE SET unmerged_at = coalesce(m.unmerged_at, EXCLUDED.unmerged_at)
+    """
+)
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
@@ -367,6 +385,23 @@ class SqlProfileRepository:
             _RECLAIM, {"customer": customer_id, "ids": list(ingested_for)}
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+    async def record_merge(self, merge_id: str, survivor: str, merged: str, now: datetime) -> bool:
+        row = (
+            await self._session.execute(
+                _RECORD_MERGE,
+                {"merge_id": merge_id, "survivor": survivor, "merged": merged, "now": now},
+            )
+        ).first()
+        return bool(row is not None and row.applies)
+
+    async def record_unmerge(
+        self, merge_id: str, survivor: str, restored: str, now: datetime
+    ) -> None:
+        await self._session.execute(
+            _RECORD_UNMERGE,
+            {"merge_id": merge_id, "survivor": survivor, "restored": restored, "now": now},
+        )
 
     async def forget(self, customer_ids: Collection[str], now: datetime) -> int:
         ids = list(customer_ids)

@@ -74,3 +74,15 @@ field_states = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("customer_id", "path"),
 )
+
+# Merges by the identity service's merge id: an unmerge handled before its merge (two
+# replicas, two deliveries) must leave the customers apart.
+merges = Table(
+    "merges",
+    metadata,
+    Column("merge_id", Text, primary_key=True),
+    Column("survivor_id", UUID(as_uuid=False), nullable=False),
+    Column("merged_id", UUID(as_uuid=False), nullable=False),
+    Column("merged_at", DateTime(timezone=True), nullable=True),
+    Column("unmerged_at", DateTime(timezone=True), nullable=True),
+)

@@ -55,6 +55,7 @@ def handler_for(events: IdentityEventHandler) -> Handler:
                 message_id,
                 survivor=_customer(merged.survivor_customer_id, "survivor_customer_id"),
                 merged=_customer(merged.merged_customer_id, "merged_customer_id"),
+                merge_id=merged.merge_id,
             )
         elif received.subject == IDENTITY_UNMERGED:
             unmerged = identity_events_pb2.CustomersUnmerged()
@@ -63,6 +64,7 @@ def handler_for(events: IdentityEventHandler) -> Handler:
                 message_id,
                 survivor=_customer(unmerged.survivor_customer_id, "survivor_customer_id"),
                 restored=_customer(unmerged.restored_customer_id, "restored_customer_id"),
+                merge_id=unmerged.merge_id,
             )
         elif received.subject == IDENTITY_FORGOTTEN:
             forgotten = identity_events_pb2.CustomerForgotten()

@@ -55,11 +55,20 @@ class IdentityEventHandler:
             works.append(work)
         return works
 
-    async def customers_merged(self, message_id: str, *, survivor: str, merged: str) -> None:
+    async def customers_merged(
+        self, message_id: str, *, survivor: str, merged: str, merge_id: str = ""
+    ) -> None:
         """`merged` now resolves to `survivor`: its fragments move there, its profile folds in."""
         now = self._clock()
         async with self._uow_factory() as uow:
             if not await uow.claim_message(self._consumer, message_id):
+                return
+            if merge_id and not await uow.profiles.record_merge(merge_id, survivor, merged, now):
+                logger.info(
+                    "skipped a merge that was already undone",
+                    extra={"customer_id": merged, "merge_id": merge_id},
+                )
+                await uow.commit()
                 return
             # The survivor may itself have been merged on since (events of a chain of merges).
             survivor = (await uow.profiles.survivors([survivor])).get(survivor, survivor)
@@ -91,13 +100,17 @@ class IdentityEventHandler:
             extra={"customer_id": merged, "survivor_id": survivor, "fragments_moved": moved},
         )
 
-    async def customers_unmerged(self, message_id: str, *, survivor: str, restored: str) -> None:
+    async def customers_unmerged(
+        self, message_id: str, *, survivor: str, restored: str, merge_id: str = ""
+    ) -> None:
         """`restored` exists again: it takes back the fragments ingested for it (and for the
         customers merged into it), and both profiles are rebuilt."""
         now = self._clock()
         async with self._uow_factory() as uow:
             if not await uow.claim_message(self._consumer, message_id):
                 return
+            if merge_id:
+                await uow.profiles.record_unmerge(merge_id, survivor, restored, now)
             family = await uow.profiles.family(restored)
             owners = await uow.profiles.owners_of_fragments_for(family) - family
             heads = await uow.profiles.lock_profiles(owners | {restored}, now)

@@ -67,6 +67,15 @@ class ProfileRepository(Protocol):
         """Gives `customer_id` back the fragments ingested for `ingested_for`."""
         ...
 
+    async def record_merge(self, merge_id: str, survivor: str, merged: str, now: datetime) -> bool:
+        """Notes the merge; False when its unmerge has already been applied (deliveries to
+        two replicas can arrive in either order), so the merge must not be."""
+        ...
+
+    async def record_unmerge(
+        self, merge_id: str, survivor: str, restored: str, now: datetime
+    ) -> None: ...
+
     async def forget(self, customer_ids: Collection[str], now: datetime) -> int:
         """Deletes every fragment of or for `customer_ids`, their field states and anything
         about them still waiting in the outbox; keeps a bare marker row so that a late

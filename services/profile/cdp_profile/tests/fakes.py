@@ -39,6 +39,8 @@ class FakeStore:
     fields: dict[tuple[str, str], FieldState] = field(default_factory=dict)
     events: list[ProfileEvent] = field(default_factory=list)
     claimed: set[tuple[str, str]] = field(default_factory=set)
+    # merge id -> undone?
+    merges: dict[str, bool] = field(default_factory=dict)
     sequence: int = 0
     history_reads: int = 0
 
@@ -135,6 +137,15 @@ class FakeProfileRepository:
                 moved += 1
         # The restored customer's row is saved by its own work.
         return moved
+
+    async def record_merge(self, merge_id: str, survivor: str, merged: str, now: datetime) -> bool:
+        undone = self._s.merges.setdefault(merge_id, False)
+        return not undone
+
+    async def record_unmerge(
+        self, merge_id: str, survivor: str, restored: str, now: datetime
+    ) -> None:
+        self._s.merges[merge_id] = True
 
     async def forget(self, customer_ids: Collection[str], now: datetime) -> int:
         doomed = [

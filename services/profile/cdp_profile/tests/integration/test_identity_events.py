@@ -197,3 +197,21 @@ async def test_an_unreadable_identity_event_is_dead_lettered_at_once(
     (message,) = await subscription.fetch(1, timeout=20)
     assert (message.headers or {})["cdp-attempts"] == "1"
     assert "PoisonMessage" in (message.headers or {})["cdp-dead-letter-reason"]
+
+
+async def test_an_unmerge_that_overtakes_its_merge_keeps_the_customers_apart(
+    profile: RunningProfile, bus: JetStreamContext, two_customers: tuple[str, str]
+) -> None:
+    survivor, merged = two_customers
+    merge = merged_event(survivor, merged)
+    await publish_event(
+        bus,
+        IDENTITY_UNMERGED,
+        identity_events_pb2.CustomersUnmerged(
+            merge_id=merge.merge_id, survivor_customer_id=survivor, restored_customer_id=merged
+        ),
+    )
+    await publish_event(bus, IDENTITY_MERGED, merge)
+    await handled(bus, 2)
+    assert await owned_by(profile, survivor) == 1 and await owned_by(profile, merged) == 1
+    assert "customer" in await attributes(profile, merged)

@@ -118,3 +118,25 @@ async def test_a_redelivered_event_changes_nothing_the_second_time(
     await events.customers_merged("m-1", survivor=survivor, merged=merged)
     assert len(harness.store.events) == announced
     assert (await harness.app.queries.unified_profile(merged)).customer_id == merged
+
+
+async def test_an_unmerge_handled_before_its_merge_leaves_the_customers_apart(
+    harness: Harness, two_customers: tuple[str, str]
+) -> None:
+    survivor, merged = two_customers
+    events = harness.app.identity_events
+    await events.customers_unmerged("u-1", survivor=survivor, restored=merged, merge_id="mg-7")
+    await events.customers_merged("m-1", survivor=survivor, merged=merged, merge_id="mg-7")
+    assert (await harness.app.queries.unified_profile(merged)).customer_id == merged
+    assert {f.customer_id for f in harness.store.fragments.values()} == {survivor, merged}
+
+
+async def test_a_new_merge_of_the_same_customers_applies_after_an_old_one_was_undone(
+    harness: Harness, two_customers: tuple[str, str]
+) -> None:
+    survivor, merged = two_customers
+    events = harness.app.identity_events
+    await events.customers_merged("m-1", survivor=survivor, merged=merged, merge_id="mg-1")
+    await events.customers_unmerged("u-1", survivor=survivor, restored=merged, merge_id="mg-1")
+    await events.customers_merged("m-2", survivor=survivor, merged=merged, merge_id="mg-2")
+    assert (await harness.app.queries.unified_profile(merged)).customer_id == survivor
