@@ -12,7 +12,7 @@ from cdp_mappings.model import FieldMapping, FieldType, Mapping, MappingSet
 from cdp_mappings.parser import DEFAULT_PLATFORMS, load_mappings, parse_mappings
 from cdp_mappings.paths import PathError, get_path, parse_path, set_path
 from cdp_mappings.transforms import TRANSFORMS, TransformError
-from cdp_mappings.yaml_source import ConfigError, ConfigProblem, load_yaml
+from cdp_settings.config_files import ConfigError, ConfigProblem, load_yaml
 
 __all__ = [
     "DEFAULT_PLATFORMS",

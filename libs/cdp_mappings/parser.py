@@ -27,7 +27,7 @@ from cdp_mappings.model import FieldMapping, FieldType, Mapping, MappingSet, Pla
 from cdp_mappings.paths import PathError, parse_path
 from cdp_mappings.targets import rules_for
 from cdp_mappings.transforms import TRANSFORMS
-from cdp_mappings.yaml_source import ConfigError, ConfigProblem, LineDict, LineList, load_yaml
+from cdp_settings.config_files import ConfigError, ConfigProblem, LineDict, LineList, load_yaml
 
 # The platforms the suite knows by default (CDP_PLATFORMS); callers pass their own setting.
 DEFAULT_PLATFORMS: tuple[str, ...] = (

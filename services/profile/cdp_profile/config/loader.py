@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from cdp_mappings import ConfigError, ConfigProblem, MappingSet, load_mappings, load_yaml
-from cdp_mappings.yaml_source import LineDict, LineList
 from cdp_profile.domain.strategies import Strategy, StrategyBook, StrategyName, StrategyRule
+from cdp_settings.config_files import LineDict, LineList
 
 HERE = Path(__file__).parent
 DEFAULT_STRATEGIES_FILE = HERE / "strategies.yaml"

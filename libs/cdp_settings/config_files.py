@@ -1,4 +1,5 @@
-"""YAML that remembers where each mapping and key came from, for errors naming file and line.
+"""Configuration files (YAML) that remember where each entry came from, for errors naming
+file and line.
 
 Configuration files are read with PyYAML's safe loader; every mapping becomes a `LineDict`
 (a dict that knows its own line and each key's line) and every sequence a `LineList`, so a
