@@ -19,11 +19,11 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from cdp_bus.envelope import CloudEvent
 from cdp_bus.subjects import dead_letter_subject
-from cdp_bus.tracing import consumer_span
+from cdp_bus.tracing import consumer_span, propagate_context
 from cdp_telemetry.pii import redact
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class ReceivedEvent:
 
 
 Handler = Callable[[ReceivedEvent], Awaitable[None]]
+BatchHandler = Callable[[list[ReceivedEvent]], Awaitable[None]]
 
 
 class PoisonMessage(Exception):
@@ -63,7 +64,8 @@ class DurableConsumer:
         stream: str,
         durable: str,
         subjects: Sequence[str],
-        handler: Handler,
+        handler: Handler | None = None,
+        batch_handler: BatchHandler | None = None,
         tracer: trace.Tracer,
         batch_size: int = 100,
         ack_wait_seconds: float = 30.0,
@@ -75,7 +77,10 @@ class DurableConsumer:
         self._stream = stream
         self.durable = durable
         self._subjects = list(subjects)
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("give exactly one of handler and batch_handler")
         self._handler = handler
+        self._batch_handler = batch_handler
         self._tracer = tracer
         self._batch_size = batch_size
         self._ack_wait = ack_wait_seconds
@@ -99,7 +104,13 @@ class DurableConsumer:
         )
 
     async def run(self) -> None:
-        """Consumes until cancelled."""
+        """Consumes until cancelled.
+
+        With a `batch_handler`, each fetched batch is applied in one call (one CONSUMER span
+        linked to every message's trace): acknowledged together when the call succeeds,
+        redelivered together when it fails. Handlers must then be idempotent per batch, as
+        they are per message.
+        """
         subscription = await self._js.pull_subscribe(
             self._subjects[0], durable=self.durable, stream=self._stream, config=self._config()
         )
@@ -109,10 +120,46 @@ class DurableConsumer:
                     messages = await subscription.fetch(self._batch_size, timeout=1.0)
                 except (TimeoutError, NatsTimeoutError):
                     continue
+                if self._batch_handler is not None:
+                    await self._handle_batch(messages)
+                    continue
                 for message in messages:
                     await self._handle(message)
         finally:
             await subscription.unsubscribe()
+
+    async def _handle_batch(self, messages: list[Msg]) -> None:
+        assert self._batch_handler is not None
+        received: list[tuple[Msg, ReceivedEvent]] = []
+        for message in messages:
+            attempt = message.metadata.num_delivered if message.metadata else 1
+            try:
+                cloud_event = CloudEvent.from_message(message.headers, message.data)
+            except ValueError as error:
+                await self._on_failure(message, attempt, PoisonMessage(str(error)))
+                continue
+            received.append((message, ReceivedEvent(message.subject, cloud_event, attempt)))
+        if not received:
+            return
+        links = [Link(propagate_context(m.headers)) for m, _ in received]
+        with self._tracer.start_as_current_span(
+            f"{self._subjects[0]} process", kind=SpanKind.CONSUMER, links=links,
+            attributes={"messaging.system": "nats", "messaging.batch.message_count":
+                        len(received), "messaging.consumer.group.name": self.durable},
+        ) as span:
+            try:
+                await self._batch_handler([delivered for _, delivered in received])
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                for message, delivered in received:
+                    await self._on_failure(message, delivered.delivery_attempt, error)
+                return
+        for message, _ in received:
+            await message.ack()
+        self.handled_total += len(received)
 
     async def _handle(self, message: Msg) -> None:
         attempt = message.metadata.num_delivered if message.metadata else 1
@@ -126,6 +173,7 @@ class DurableConsumer:
                     event = CloudEvent.from_message(headers, message.data)
                 except ValueError as error:
                     raise PoisonMessage(str(error)) from error
+                assert self._handler is not None
                 await self._handler(ReceivedEvent(message.subject, event, attempt))
             except asyncio.CancelledError:
                 # Not acknowledged: JetStream redelivers it to whoever runs next.

@@ -15,6 +15,11 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind
 
 
+def propagate_context(headers: Mapping[str, str] | None) -> trace.SpanContext:
+    """The span context a message's headers carry (invalid when they carry none)."""
+    return trace.get_current_span(propagate.extract(dict(headers or {}))).get_span_context()
+
+
 def current_trace_headers() -> dict[str, str]:
     """The active trace context as headers (`traceparent`, `tracestate`), possibly empty."""
     carrier: dict[str, str] = {}

@@ -20,6 +20,8 @@ class FieldViolation:
 
     def under(self, prefix: str) -> FieldViolation:
         """The same violation with its path nested under `prefix` (e.g. `items[3]`)."""
+        if not prefix:
+            return self
         return FieldViolation(f"{prefix}.{self.field}" if self.field else prefix, self.description)
 
 
