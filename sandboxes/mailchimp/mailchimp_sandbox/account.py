@@ -148,8 +148,6 @@ class Account:
         self._next_id = 1
         # Ids only need to look like Mailchimp's, not be secret: a fast generator will do.
         self._random = random.Random()
-        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
-        self._register_routes()
         if default_list_id:
             self.create_list({"name": "CDP Sandbox"}, list_id=default_list_id,
                              double_optin=double_optin)
@@ -160,57 +158,10 @@ class Account:
 
     # ---- dispatch -------------------------------------------------------------------------
 
-    def _register_routes(self) -> None:
-        hash_ = r"(?P<hash>[^/]+)"
-        list_ = r"/lists/(?P<list_id>[^/]+)"
-        member = rf"{list_}/members/{hash_}"
-        segment = rf"{list_}/segments/(?P<segment_id>\d+)"
-        table: list[tuple[str, str, Handler]] = [
-            ("GET", r"/ping", self.ping),
-            ("GET", r"/lists", self.get_lists),
-            ("POST", r"/lists", self.post_list),
-            ("GET", rf"{list_}", self.get_list),
-            ("POST", rf"{list_}", self.batch_members),
-            ("GET", rf"{list_}/members", self.get_members),
-            ("POST", rf"{list_}/members", self.post_member),
-            ("GET", member, self.get_member),
-            ("PUT", member, self.put_member),
-            ("PATCH", member, self.patch_member),
-            ("DELETE", member, self.archive_member),
-            ("POST", rf"{member}/actions/delete-permanent", self.delete_permanent),
-            ("GET", rf"{member}/tags", self.get_member_tags),
-            ("POST", rf"{member}/tags", self.post_member_tags),
-            ("GET", rf"{member}/events", self.get_member_events),
-            ("POST", rf"{member}/events", self.post_member_event),
-            ("GET", rf"{member}/activity", self.get_member_activity),
-            ("GET", rf"{list_}/tag-search", self.tag_search),
-            ("GET", rf"{list_}/merge-fields", self.get_merge_fields),
-            ("POST", rf"{list_}/merge-fields", self.post_merge_field),
-            ("GET", rf"{list_}/merge-fields/(?P<merge_id>\d+)", self.get_merge_field),
-            ("PATCH", rf"{list_}/merge-fields/(?P<merge_id>\d+)", self.patch_merge_field),
-            ("DELETE", rf"{list_}/merge-fields/(?P<merge_id>\d+)", self.delete_merge_field),
-            ("GET", rf"{list_}/segments", self.get_segments),
-            ("POST", rf"{list_}/segments", self.post_segment),
-            ("GET", segment, self.get_segment),
-            ("PATCH", segment, self.patch_segment),
-            ("DELETE", segment, self.delete_segment),
-            ("POST", segment, self.batch_segment),
-            ("GET", rf"{segment}/members", self.get_segment_members),
-            ("DELETE", rf"{segment}/members/{hash_}", self.remove_segment_member),
-            ("GET", rf"{list_}/webhooks", self.get_webhooks),
-            ("POST", rf"{list_}/webhooks", self.post_webhook),
-            ("GET", rf"{list_}/webhooks/(?P<webhook_id>[^/]+)", self.get_webhook),
-            ("DELETE", rf"{list_}/webhooks/(?P<webhook_id>[^/]+)", self.delete_webhook),
-            ("GET", r"/campaigns", self.get_campaigns),
-            ("GET", r"/campaigns/(?P<campaign_id>[^/]+)", self.get_campaign),
-            ("GET", r"/reports/(?P<campaign_id>[^/]+)/email-activity", self.email_activity),
-        ]
-        self._routes = [(method, re.compile(f"^{path}/?$"), fn) for method, path, fn in table]
-
     def route(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | None:
         """The handler for `method path` and its path parameters, or None."""
         allowed = False
-        for verb, pattern, handler in self._routes:
+        for verb, pattern, handler in _ROUTES:
             matched = pattern.match(path)
             if matched:
                 if verb == method:
@@ -230,7 +181,7 @@ class Account:
         if found is None:
             raise not_found()
         handler, params = found
-        return handler(query=query, body=body, **params)
+        return handler(self, query=query, body=body, **params)
 
     # ---- helpers --------------------------------------------------------------------------
 
@@ -1328,3 +1279,60 @@ class Account:
         else:
             raise bad_request(f"unknown simulated change {kind!r}")
         return self.member_view(audience, audience.members.get(member["id"], member))
+
+
+def _route_table() -> list[tuple[str, re.Pattern[str], Handler]]:
+    """Every endpoint by method and path pattern, with the function that serves it.
+
+    The table holds the class's functions rather than one account's bound methods: those
+    would tie each account into a reference cycle, so that a reset account (a whole audience)
+    stayed in memory until the next full cyclic collection.
+    """
+    hash_ = r"(?P<hash>[^/]+)"
+    list_ = r"/lists/(?P<list_id>[^/]+)"
+    member = rf"{list_}/members/{hash_}"
+    segment = rf"{list_}/segments/(?P<segment_id>\d+)"
+    table: list[tuple[str, str, Handler]] = [
+        ("GET", r"/ping", Account.ping),
+        ("GET", r"/lists", Account.get_lists),
+        ("POST", r"/lists", Account.post_list),
+        ("GET", rf"{list_}", Account.get_list),
+        ("POST", rf"{list_}", Account.batch_members),
+        ("GET", rf"{list_}/members", Account.get_members),
+        ("POST", rf"{list_}/members", Account.post_member),
+        ("GET", member, Account.get_member),
+        ("PUT", member, Account.put_member),
+        ("PATCH", member, Account.patch_member),
+        ("DELETE", member, Account.archive_member),
+        ("POST", rf"{member}/actions/delete-permanent", Account.delete_permanent),
+        ("GET", rf"{member}/tags", Account.get_member_tags),
+        ("POST", rf"{member}/tags", Account.post_member_tags),
+        ("GET", rf"{member}/events", Account.get_member_events),
+        ("POST", rf"{member}/events", Account.post_member_event),
+        ("GET", rf"{member}/activity", Account.get_member_activity),
+        ("GET", rf"{list_}/tag-search", Account.tag_search),
+        ("GET", rf"{list_}/merge-fields", Account.get_merge_fields),
+        ("POST", rf"{list_}/merge-fields", Account.post_merge_field),
+        ("GET", rf"{list_}/merge-fields/(?P<merge_id>\d+)", Account.get_merge_field),
+        ("PATCH", rf"{list_}/merge-fields/(?P<merge_id>\d+)", Account.patch_merge_field),
+        ("DELETE", rf"{list_}/merge-fields/(?P<merge_id>\d+)", Account.delete_merge_field),
+        ("GET", rf"{list_}/segments", Account.get_segments),
+        ("POST", rf"{list_}/segments", Account.post_segment),
+        ("GET", segment, Account.get_segment),
+        ("PATCH", segment, Account.patch_segment),
+        ("DELETE", segment, Account.delete_segment),
+        ("POST", segment, Account.batch_segment),
+        ("GET", rf"{segment}/members", Account.get_segment_members),
+        ("DELETE", rf"{segment}/members/{hash_}", Account.remove_segment_member),
+        ("GET", rf"{list_}/webhooks", Account.get_webhooks),
+        ("POST", rf"{list_}/webhooks", Account.post_webhook),
+        ("GET", rf"{list_}/webhooks/(?P<webhook_id>[^/]+)", Account.get_webhook),
+        ("DELETE", rf"{list_}/webhooks/(?P<webhook_id>[^/]+)", Account.delete_webhook),
+        ("GET", r"/campaigns", Account.get_campaigns),
+        ("GET", r"/campaigns/(?P<campaign_id>[^/]+)", Account.get_campaign),
+        ("GET", r"/reports/(?P<campaign_id>[^/]+)/email-activity", Account.email_activity),
+    ]
+    return [(method, re.compile(f"^{path}/?$"), fn) for method, path, fn in table]
+
+
+_ROUTES = _route_table()
