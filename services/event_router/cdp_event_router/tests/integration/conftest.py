@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from cdp.events.v1 import events_pb2_grpc
 from cdp.identity.v1 import identity_pb2_grpc
@@ -116,8 +117,10 @@ async def stream_messages(nats_url: str, subject: str, *, timeout: float = 1.0) 
     try:
         js = client.jetstream()
         stream = await js.find_stream_name_by_subject(subject)
-        subscription = await js.pull_subscribe(subject, durable=f"r{uuid.uuid4().hex[:10]}",
-                                               stream=stream)
+        # No acks: a reader, not a worker (and no max_ack_pending ceiling on what it sees).
+        subscription = await js.pull_subscribe(
+            subject, durable=f"r{uuid.uuid4().hex[:10]}", stream=stream,
+            config=ConsumerConfig(ack_policy=AckPolicy.NONE))
         messages: list[Any] = []
         while True:
             try:
