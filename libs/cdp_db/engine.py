@@ -130,6 +130,8 @@ async def driver_connection(connection: AsyncConnection | AsyncSession) -> Any:
         connection = await connection.connection()
     raw = await connection.get_raw_connection()
     adapted = raw.dbapi_connection
+    if adapted is None:
+        raise Unavailable("database connection was invalidated")
     if getattr(adapted, "_transaction", None) is None and connection.in_transaction():
         # The adapter keeps no public way to begin; this is the call its own execute makes.
         await adapted._start_transaction()
