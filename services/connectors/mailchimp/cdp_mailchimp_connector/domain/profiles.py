@@ -6,6 +6,7 @@ Descriptions never quote the value (it may be personal data), only what is wrong
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -44,14 +45,26 @@ class RawProfile:
     payload: dict[str, Any]
 
 
-def check_email(email: str, field: str) -> FieldViolation | None:
-    if not email.strip():
-        return FieldViolation(field, "is required")
-    if len(email.strip()) > 254:
-        return FieldViolation(field, f"is {len(email.strip())} characters long; the limit is 254")
-    if not EMAIL.match(email.strip()):
-        return FieldViolation(field, "is not a valid email address")
+def _email_problem(email: str) -> str | None:
+    """What is wrong with an already stripped email, or None."""
+    if not email:
+        return "is required"
+    if len(email) > 254:
+        return f"is {len(email)} characters long; the limit is 254"
+    if not EMAIL.match(email):
+        return "is not a valid email address"
     return None
+
+
+def check_email(email: str, field: str) -> FieldViolation | None:
+    problem = _email_problem(email.strip())
+    return FieldViolation(field, problem) if problem is not None else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_merge_tag(tag: str) -> bool:
+    # A sync names the same few tags in every profile: the pattern runs once per tag.
+    return MERGE_TAG.match(tag) is not None
 
 
 def _tags(raw: Any, field: str, violations: list[FieldViolation]) -> tuple[TagChange, ...]:
@@ -88,6 +101,18 @@ def _merge_fields(
     if not isinstance(raw, dict):
         violations.append(FieldViolation(field, "must be an object keyed by merge tag"))
         return {}
+    # The common case, every tag known and every value a scalar or an object, takes one pass
+    # and builds no field paths; paths are only spelled out for what is wrong.
+    for tag, value in raw.items():
+        if (
+            not isinstance(tag, str)
+            or not _is_merge_tag(tag)
+            or (known_tags is not None and tag not in known_tags)
+            or isinstance(value, list)
+        ):
+            break
+    else:
+        return dict(raw)
     values: dict[str, Any] = {}
     for tag, value in raw.items():
         path = f"{field}.{tag}"
@@ -121,42 +146,44 @@ def to_upserts(
     confirmation email) and `subscribed` otherwise, unless the payload asks for
     `transactional` (or another status) itself. An explicit `status` is passed through: it
     overwrites the member's status and is how an unsubscribe is sent.
+
+    This runs on the event loop for every profile of a push (tens of thousands a second), so
+    field paths are built only for violations.
     """
     upserts: list[MemberUpsert] = []
     violations: list[FieldViolation] = []
     seen: dict[str, int] = {}
+    default_status = "pending" if double_optin else "subscribed"
     for index, profile in enumerate(profiles):
-        base = f"{prefix}[{index}]"
         found: list[FieldViolation] = []
-        if not profile.customer_id.strip():
-            found.append(FieldViolation(f"{base}.customer_id", "is required"))
-        email_problem = check_email(profile.email, f"{base}.email")
+        customer_id = profile.customer_id.strip()
+        if not customer_id:
+            found.append(FieldViolation(f"{prefix}[{index}].customer_id", "is required"))
+        email = profile.email.strip()
+        email_problem = _email_problem(email)
         if email_problem is not None:
-            found.append(email_problem)
+            found.append(FieldViolation(f"{prefix}[{index}].email", email_problem))
         else:
-            key = profile.email.strip().lower()
-            if key in seen:
-                found.append(
-                    FieldViolation(f"{base}.email", f"is the same email as {prefix}[{seen[key]}]")
-                )
-            seen.setdefault(key, index)
-        payload = profile.payload
+            first = seen.setdefault(email.lower(), index)
+            if first != index:
+                found.append(FieldViolation(f"{prefix}[{index}].email",
+                                            f"is the same email as {prefix}[{first}]"))
         merge_values: dict[str, Any] = {}
         tags: tuple[TagChange, ...] = ()
         extra: dict[str, Any] = {}
         status: str | None = None
-        status_if_new = "pending" if double_optin else "subscribed"
-        for key, value in payload.items():
-            path = f"{base}.payload.{key}"
+        status_if_new = default_status
+        for key, value in profile.payload.items():
             if key == "merge_fields":
-                merge_values = _merge_fields(value, path, known_tags, found)
+                merge_values = _merge_fields(
+                    value, f"{prefix}[{index}].payload.merge_fields", known_tags, found
+                )
             elif key == "tags":
-                tags = _tags(value, path, found)
+                tags = _tags(value, f"{prefix}[{index}].payload.tags", found)
             elif key in ("status", "status_if_new"):
                 if value not in MEMBER_STATUSES:
-                    found.append(
-                        FieldViolation(path, f"must be one of {', '.join(MEMBER_STATUSES)}")
-                    )
+                    found.append(FieldViolation(f"{prefix}[{index}].payload.{key}",
+                                                f"must be one of {', '.join(MEMBER_STATUSES)}"))
                 elif key == "status":
                     status = str(value)
                 elif not (double_optin and value == "subscribed"):
@@ -164,24 +191,28 @@ def to_upserts(
             elif key in PASSTHROUGH:
                 expected = PASSTHROUGH[key]
                 if not isinstance(value, expected):
-                    found.append(FieldViolation(path, f"must be a {expected.__name__}"))
+                    found.append(FieldViolation(f"{prefix}[{index}].payload.{key}",
+                                                f"must be a {expected.__name__}"))
                 elif key == "email_type" and value not in ("html", "text"):
-                    found.append(FieldViolation(path, "must be html or text"))
+                    found.append(FieldViolation(f"{prefix}[{index}].payload.{key}",
+                                                "must be html or text"))
                 else:
                     extra[key] = value
             else:
-                found.append(FieldViolation(path, "is not a Mailchimp member field"))
-        violations.extend(found)
-        if not found:
-            upserts.append(
-                MemberUpsert(
-                    customer_id=profile.customer_id.strip(),
-                    email=profile.email.strip(),
-                    status_if_new=status_if_new,
-                    status=status,
-                    merge_fields=merge_values,
-                    tags=tags,
-                    extra=extra,
-                )
+                found.append(FieldViolation(f"{prefix}[{index}].payload.{key}",
+                                            "is not a Mailchimp member field"))
+        if found:
+            violations.extend(found)
+            continue
+        upserts.append(
+            MemberUpsert(
+                customer_id=customer_id,
+                email=email,
+                status_if_new=status_if_new,
+                status=status,
+                merge_fields=merge_values,
+                tags=tags,
+                extra=extra,
             )
+        )
     return upserts, violations
