@@ -10,7 +10,13 @@ from pathlib import Path
 
 import grpc
 
-from cdp_cli import identity_commands, mailchimp_commands, mappings_commands, profile_commands
+from cdp_cli import (
+    events_commands,
+    identity_commands,
+    mailchimp_commands,
+    mappings_commands,
+    profile_commands,
+)
 from cdp_cli.services import SERVICES, AreaCommands, address_of, by_name
 
 # One module per area: `add_parser(commands)` adds its subcommand, whose handler takes the
@@ -20,6 +26,7 @@ AREA_COMMANDS: tuple[AreaCommands, ...] = (
     mailchimp_commands,
     profile_commands,
     mappings_commands,
+    events_commands,
 )
 
 

@@ -37,6 +37,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
         grpc_service="cdp.identity.v1.IdentityService",
     ),
     ServiceSpec(
+        name="event_router",
+        binary="event-router.pex",
+        port=50053,
+        # Its Segment-compatible HTTP tracking API listens beside it, on 50153
+        # (CDP_EVENTS_HTTP_PORT).
+        grpc_service="cdp.events.v1.EventRouterService",
+    ),
+    ServiceSpec(
         name="profile",
         binary="profile.pex",
         port=50052,

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -16,70 +11,20 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cdp_cli.reflection_client import ReflectionClient
-from cdp_embedded.nats import free_port
 
-# Put in the sandbox by `runtime_package_dependencies` (see BUILD): the same pexes
-# `./pants package ::` writes to dist/cdp/.
-BIN_DIR = Path("cdp")
-
-
-@dataclass
-class Suite:
-    process: subprocess.Popen[str]
-    identity_address: str
-    data_dir: Path
-
-
-def wait_for_line(process: subprocess.Popen[str], marker: str, timeout: float) -> list[str]:
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            if process.poll() is not None:
-                raise AssertionError(f"cdp up exited with {process.returncode}: {lines}")
-            continue
-        lines.append(line.rstrip())
-        if marker in line:
-            return lines
-    raise AssertionError(f"{marker!r} not printed within {timeout} s: {lines}")
+from .suite import RunningSuite, suite_up
 
 
 @pytest.fixture
-def suite(tmp_path: Path) -> Iterator[Suite]:
-    identity_port = free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "NATS_URL", "MAILCHIMP_API_KEY")
-    }
-    env.update(
-        {
-            "CDP_BIN_DIR": str(BIN_DIR.resolve()),
-            "CDP_DATA_DIR": str(tmp_path / "data"),
-            "CDP_EMBEDDED_NATS_PORT": str(free_port()),
-            "CDP_IDENTITY_PORT": str(identity_port),
-        }
-    )
-    process = subprocess.Popen(
-        [str(BIN_DIR / "cdp.pex"), "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_for_line(process, "press Ctrl-C to stop", timeout=180)
-        yield Suite(process, f"127.0.0.1:{identity_port}", tmp_path / "data")
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+def suite(tmp_path: Path) -> Iterator[RunningSuite]:
+    with suite_up(tmp_path) as running:
+        yield running
 
 
-def test_cdp_up_serves_identity_to_a_reflection_client_and_stops_cleanly(suite: Suite) -> None:
-    with grpc.insecure_channel(suite.identity_address) as channel:
+def test_cdp_up_serves_identity_to_a_reflection_client_and_stops_cleanly(
+    suite: RunningSuite,
+) -> None:
+    with grpc.insecure_channel(suite.address("identity")) as channel:
         health = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(), timeout=5
         )
@@ -94,23 +39,20 @@ def test_cdp_up_serves_identity_to_a_reflection_client_and_stops_cleanly(suite: 
     assert found["customerId"] == created["customerId"]
     assert found["matchedOn"] == ["email"]
     state = json.loads((suite.data_dir / "state.json").read_text())
-    assert state["services"]["identity"]["address"] == suite.identity_address
+    assert state["services"]["identity"]["address"] == suite.address("identity")
 
-    suite.process.send_signal(signal.SIGINT)
-    output, _ = suite.process.communicate(timeout=60)
-    assert suite.process.returncode == 0, output
+    code, output = suite.stop()
+    assert code == 0, output
     assert "cdp: identity exited with 0" in output
     assert not (suite.data_dir / "state.json").exists()
 
 
-def cdp(suite: Suite, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "CDP_IDENTITY_ADDR": suite.identity_address}
-    done = subprocess.run([str(BIN_DIR / "cdp.pex"), *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+def cdp(suite: RunningSuite, *args: str) -> tuple[int, str, str]:
+    done = suite.cdp(*args)
     return done.returncode, done.stdout, done.stderr
 
 
-def test_the_cli_resolves_merges_unmerges_and_forgets(suite: Suite) -> None:
+def test_the_cli_resolves_merges_unmerges_and_forgets(suite: RunningSuite) -> None:
     code, out, _ = cdp(suite, "identity", "resolve", "--email", "ada@example.com",
                        "--source", "crm")
     assert code == 0

@@ -3,84 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
 
 from cdp_cli.reflection_client import ReflectionClient
-from cdp_embedded.nats import free_port
 
-BIN_DIR = Path("cdp")
+from .suite import RunningSuite, suite_up
+
 PROFILE = "cdp.profile.v1.ProfileService"
 
 
-@dataclass
-class Suite:
-    process: subprocess.Popen[str]
-    env: dict[str, str]
-    profile_address: str
-
-
-def wait_for_line(process: subprocess.Popen[str], marker: str, timeout: float) -> list[str]:
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            if process.poll() is not None:
-                raise AssertionError(f"cdp up exited with {process.returncode}: {lines}")
-            continue
-        lines.append(line.rstrip())
-        if marker in line:
-            return lines
-    raise AssertionError(f"{marker!r} not printed within {timeout} s: {lines}")
-
-
 @pytest.fixture
-def suite(tmp_path: Path) -> Iterator[Suite]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "NATS_URL", "MAILCHIMP_API_KEY")
-    }
-    profile_port = free_port()
-    env.update(
-        {
-            "CDP_BIN_DIR": str(BIN_DIR.resolve()),
-            "CDP_DATA_DIR": str(tmp_path / "data"),
-            "CDP_EMBEDDED_NATS_PORT": str(free_port()),
-            "CDP_IDENTITY_PORT": str(free_port()),
-            "CDP_PROFILE_PORT": str(profile_port),
-            "CDP_MAILCHIMP_PORT": str(free_port()),
-            "CDP_PROFILE_SYNC_TARGET_TIMEOUT_SECONDS": "3",
-        }
-    )
-    process = subprocess.Popen(
-        [str(BIN_DIR / "cdp.pex"), "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_for_line(process, "press Ctrl-C to stop", timeout=240)
-        yield Suite(process, env, f"127.0.0.1:{profile_port}")
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+def suite(tmp_path: Path) -> Iterator[RunningSuite]:
+    with suite_up(tmp_path, {"CDP_PROFILE_SYNC_TARGET_TIMEOUT_SECONDS": "3"}) as running:
+        yield running
 
 
 def ingest(client: ReflectionClient, source: str, attributes: dict[str, object], at: str) -> dict:
@@ -103,8 +42,10 @@ def ingest(client: ReflectionClient, source: str, attributes: dict[str, object],
     return answer
 
 
-def test_two_platforms_make_one_profile_whose_fields_say_where_and_why(suite: Suite) -> None:
-    with grpc.insecure_channel(suite.profile_address) as channel:
+def test_two_platforms_make_one_profile_whose_fields_say_where_and_why(
+    suite: RunningSuite,
+) -> None:
+    with grpc.insecure_channel(suite.address("profile")) as channel:
         client = ReflectionClient(channel)
         crm = ingest(
             client,
@@ -167,13 +108,7 @@ def test_two_platforms_make_one_profile_whose_fields_say_where_and_why(suite: Su
     assert mailchimp["platform"] == "mailchimp" and mailchimp["syncedAt"]
     assert mailchimp.get("success", False) != bool(mailchimp.get("error"))
 
-    shown = subprocess.run(
-        [str(BIN_DIR / "cdp.pex"), "profile", "show", crm["customerId"]],
-        env=suite.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    shown = suite.cdp("profile", "show", crm["customerId"])
     assert shown.returncode == 0, shown.stderr
     first_name = next(
         line for line in shown.stdout.splitlines() if line.startswith("user.firstName")
