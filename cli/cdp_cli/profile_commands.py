@@ -129,6 +129,9 @@ def read_batch(path: str) -> profile_pb2.IngestProfileFragmentsRequest:
 
 
 def _shown(value: Any) -> str:
+    # Struct carries every number as a double: a count of 3 is shown as 3, not 3.0.
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        value = int(value)
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= VALUE_WIDTH else text[: VALUE_WIDTH - 1] + "…"
 

@@ -331,14 +331,16 @@ async def run_status(data_dir: Path) -> int:
     if state_path.exists():
         state = json.loads(state_path.read_text())
         addresses = {name: entry["address"] for name, entry in state["services"].items()}
-        print(f"postgres  {state['database']}\nnats      {state['nats']}")
+        width = max(len(name) for name in (*addresses, "postgres"))
+        print(f"{'postgres':<{width}}  {state['database']}\n{'nats':<{width}}  {state['nats']}")
     else:
         addresses = {spec.name: f"127.0.0.1:{port_of(spec)}" for spec in SERVICES}
         print(f"(no {state_path}: checking the default ports)")
+        width = max(len(name) for name in addresses)
     worst = 0
     specs = {spec.name: spec for spec in SERVICES}
     for name, address in addresses.items():
         status = await service_status(specs.get(name), address)
-        print(f"{name:<10} {address:<18} {status}")
+        print(f"{name:<{width}}  {address:<18} {status}")
         worst = max(worst, 0 if status == "SERVING" else 1)
     return worst

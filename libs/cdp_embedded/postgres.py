@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,7 +33,12 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Starts (or joins) the server; returns a `postgresql://` URL for database postgres."""
-        import pgserver
+        with warnings.catch_warnings():
+            # pgserver keeps its lock under the user runtime folder; where XDG_RUNTIME_DIR
+            # is unset (containers, CI) platformdirs falls back to /tmp and warns on every
+            # start. The fallback is fine for a lock file.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            import pgserver
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # pgserver logs every command it runs at INFO; that is its business, not ours.
