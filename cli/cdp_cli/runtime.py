@@ -211,9 +211,24 @@ class Suite:
         log.close()
         return RunningService(spec, process, f"{self.options.host}:{port_of(spec)}", log_path)
 
-    async def _wait_serving(self) -> None:
+    async def relaunch(self, name: str) -> RunningService:
+        """Starts service `name` again after its process died (a crash test killed it), with
+        the same settings, and returns once it is SERVING."""
+        index = next(i for i, s in enumerate(self.services) if s.spec.name == name)
+        if self.services[index].process.poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        exported = {
+            key: value.format(address=f"{self.options.host}:{port_of(s.spec)}")
+            for s in self.services
+            for key, value in s.spec.exports
+        }
+        self.services[index] = self._launch(self.services[index].spec, exported)
+        await self._wait_serving([self.services[index]])
+        return self.services[index]
+
+    async def _wait_serving(self, services: list[RunningService] | None = None) -> None:
         deadline = time.monotonic() + self.options.start_timeout
-        pending = list(self.services)
+        pending = list(self.services if services is None else services)
         while pending:
             for service in list(pending):
                 if service.process.poll() is not None:

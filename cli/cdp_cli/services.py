@@ -72,8 +72,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
         name="mailchimp",
         binary="mailchimp.pex",
         port=50061,
+        # Consumes the events routed to the `email` role from JetStream.
         grpc_service="cdp.connector.v1.ConnectorService",
-        needs_nats=False,
     ),
 )
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -122,6 +123,12 @@ class KeyedConsumer:
                     messages = await subscription.fetch(max(1, min(room, 256)), timeout=1.0)
                 except (TimeoutError, NatsTimeoutError):
                     continue
+                except NatsError as error:
+                    # NATS restarting: the client reconnects by itself and unacknowledged
+                    # messages stay on the server, so fetching again later loses nothing.
+                    logger.warning("fetch from %s failed, retrying: %s", self.durable, error)
+                    await asyncio.sleep(self._retry_delays[0])
+                    continue
                 for message in messages:
                     self._accept(message)
         finally:
@@ -199,7 +206,13 @@ class KeyedConsumer:
                 logger.warning("delivery for one customer failed (attempt %d), that customer "
                                "waits: %s", attempt, redact(str(error))[:300])
                 return False
-        await message.ack()
+        try:
+            await message.ack()
+        except Exception as error:
+            # Applied but not acknowledged (NATS away): JetStream redelivers it later, and the
+            # handler's idempotency makes that copy a no-op. The lane must move on either way.
+            logger.warning("ack on %s failed; it will be redelivered and skipped: %s",
+                           message.subject, error)
         self.handled_total += 1
         return True
 

@@ -22,6 +22,11 @@ def create_bus_tables(op: Any, schema: str) -> None:
         ),
         schema=schema,
     )
+    create_inbox_table(op, schema)
+
+
+def create_inbox_table(op: Any, schema: str) -> None:
+    """Creates `<schema>.processed_messages`, for a service that consumes but never publishes."""
     op.create_table(
         "processed_messages",
         sa.Column("consumer", sa.Text, nullable=False),

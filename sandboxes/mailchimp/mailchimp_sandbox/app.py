@@ -265,6 +265,11 @@ async def _guarded(sandbox: Sandbox, request: web.Request, in_flight: int) -> we
             trigger, (400, "Bad Request", f"Unknown X-Trigger-Error {trigger}")
         )
         return problem(ApiError(status, title, detail))
+    if sandbox.plan.member_fails(request.path):
+        stats.injected["member_503"] += 1
+        return problem(ApiError(
+            503, "Service Unavailable", "This member cannot be reached right now."
+        ))
     early = sandbox.plan.before()
     if early == "429":
         stats.injected["429"] += 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -24,6 +24,9 @@ class Faults:
         rate_slow / slow_ms: some calls take `slow_ms` more (near a client timeout).
         errors_after_apply: 5xx, 502 and dropped connections happen after the call changed
             the state, as when a reply is lost; otherwise before (nothing applied).
+        failing_members: subscriber hashes whose member calls (`.../members/<hash>...`)
+            answer 503 before anything is applied, every time: one person's trouble, while
+            calls for everyone else go through.
         seed: makes the random choices repeatable.
     """
 
@@ -38,6 +41,7 @@ class Faults:
     rate_slow: float = 0.0
     slow_ms: float = 0.0
     errors_after_apply: bool = False
+    failing_members: list[str] = field(default_factory=list)
     seed: int | None = None
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -48,6 +52,11 @@ class Faults:
                 raise ValueError(f"unknown fault switch {name!r}; known: {', '.join(known)}")
             if name.startswith("rate_") and not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value!r}")
+            if name == "failing_members" and (
+                not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+            ):
+                raise ValueError(f"failing_members must be a list of subscriber hashes, "
+                                 f"got {value!r}")
             setattr(self, name, value)
 
     def view(self) -> dict[str, Any]:
@@ -83,6 +92,16 @@ class FaultPlan:
                 return name.removeprefix("rate_")
             roll -= rate
         return None
+
+    def member_fails(self, path: str) -> bool:
+        """Whether `path` is a call on one of the failing members."""
+        if not self.faults.failing_members:
+            return False
+        parts = path.split("/")
+        for index, part in enumerate(parts[:-1]):
+            if part == "members" and parts[index + 1] in self.faults.failing_members:
+                return True
+        return False
 
     def extra_delay(self) -> float:
         delay = self.faults.latency_ms / 1000

@@ -226,6 +226,26 @@ async def test_fault_switches_produce_the_replies_the_sdk_mishandles(
     assert isinstance(dropped.value.text, requests.ConnectionError)
 
 
+async def test_a_failing_member_answers_503_while_other_members_are_served(
+    sandbox: RunningSandbox,
+) -> None:
+    await sandbox.call(put("ok@example.com", status_if_new="subscribed"))
+    await sandbox.call(put("stuck@example.com", status_if_new="subscribed"))
+    await sandbox.control("POST", "/_sandbox/faults",
+                          {"failing_members": [md5("stuck@example.com")]})
+    event = {"name": "page_viewed", "properties": {}}
+    problem = await refused(sandbox, lambda c: c.lists.create_list_member_event(
+        LIST_ID, md5("stuck@example.com"), event))
+    assert problem["status"] == 503
+    await sandbox.call(lambda c: c.lists.create_list_member_event(
+        LIST_ID, md5("ok@example.com"), event))
+    with pytest.raises(Exception, match="400"):
+        await sandbox.control("POST", "/_sandbox/faults", {"failing_members": "everyone"})
+    await sandbox.control("POST", "/_sandbox/faults", {"failing_members": []})
+    await sandbox.call(lambda c: c.lists.create_list_member_event(
+        LIST_ID, md5("stuck@example.com"), event))
+
+
 async def test_a_wrong_api_key_is_refused_and_unknown_switches_are_named(
     sandbox: RunningSandbox,
 ) -> None:

@@ -26,14 +26,20 @@ from cdp_grpc import (
     stop_on_signals,
 )
 from cdp_mailchimp_connector.adapters.mailchimp_api import MailchimpAccount, MailchimpApi
-from cdp_mailchimp_connector.adapters.peers import GrpcEventRouter, GrpcProfileSink
+from cdp_mailchimp_connector.adapters.peers import (
+    GrpcCustomerDirectory,
+    GrpcEventRouter,
+    GrpcProfileSink,
+)
 from cdp_mailchimp_connector.adapters.repository import (
     SqlFailureStore,
     SqlInboundStore,
+    SqlProcessedEvents,
     SqlSegmentMap,
 )
 from cdp_mailchimp_connector.adapters.tables import SCHEMA
 from cdp_mailchimp_connector.entrypoints.grpc_servicer import ConnectorServicer
+from cdp_mailchimp_connector.entrypoints.routed_consumer import consume_routed_events
 from cdp_mailchimp_connector.entrypoints.webhook_http import build_webhook_app
 from cdp_mailchimp_connector.service_layer.connector import MailchimpConnector
 from cdp_mailchimp_connector.service_layer.inbound import (
@@ -42,12 +48,14 @@ from cdp_mailchimp_connector.service_layer.inbound import (
     WebhookReceiver,
 )
 from cdp_mailchimp_connector.service_layer.ports import (
+    CustomerDirectory,
     EventRouter,
     FailureStore,
     InboundStore,
     ProfileSink,
     SegmentMap,
 )
+from cdp_mailchimp_connector.service_layer.routed_events import RoutedEventApplier
 from cdp_mailchimp_connector.settings import DEFAULT_PORT, ConnectorSettings, datacenter
 from cdp_resilience import CircuitBreakers, RetryPolicy
 from cdp_resilience.breaker import BreakerSettings
@@ -183,6 +191,29 @@ async def serve(
         await stack.enter_async_context(background(app.delivery.run(), name="inbound-delivery"))
         if settings.mailchimp.activity_interval_seconds > 0:
             await stack.enter_async_context(background(app.poller.run(), name="activity-pull"))
+
+        if settings.nats.url:
+            directory: CustomerDirectory | None = None
+            if settings.identity_addr:
+                channel = create_channel(settings.identity_addr, settings.client,
+                                         telemetry=telemetry)
+                stack.push_async_callback(channel.close, None)
+                directory = GrpcCustomerDirectory(channel)
+            else:
+                logger.warning("CDP_IDENTITY_ADDR unset: routed events without an email are "
+                               "kept as failed operations")
+            applier = RoutedEventApplier(
+                app.connector,
+                SqlProcessedEvents(database.sessions, consumer=settings.routed_events.durable),
+                directory,
+                max_attempts=settings.routed_events.max_attempts,
+            )
+            await stack.enter_async_context(background(
+                consume_routed_events(settings.nats, settings.routed_events, applier, telemetry),
+                name="routed-events",
+            ))
+        else:
+            logger.warning("NATS_URL unset: events routed to the email role are not consumed")
 
         runner = web.AppRunner(build_webhook_app(app.receiver), access_log=None)
         await runner.setup()

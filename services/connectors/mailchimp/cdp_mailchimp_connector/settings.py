@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cdp_bus import NatsSettings
 from cdp_db import DatabaseSettings
 from cdp_grpc import GrpcClientSettings, GrpcServerSettings
 from cdp_settings import Secret, setting
@@ -81,6 +82,51 @@ class MailchimpSettings:
     )
 
 
+def parse_delays(raw: str) -> tuple[float, ...]:
+    """`0.5,2,10` -> (0.5, 2.0, 10.0); at least one, none negative."""
+    delays = tuple(float(part) for part in raw.split(",") if part.strip())
+    if not delays or any(delay < 0 for delay in delays):
+        raise ValueError("expected comma-separated seconds, at least one, none negative")
+    return delays
+
+
+@dataclass(frozen=True)
+class RoutedEventsSettings:
+    """The consumer of events the router sends to the `email` role (needs NATS_URL)."""
+
+    durable: str = setting(
+        "MAILCHIMP_EVENTS_CONSUMER", default="mailchimp-email",
+        doc="durable JetStream consumer on cdp.routed.email.>, shared by every replica",
+    )
+    concurrency: int = setting(
+        "MAILCHIMP_EVENTS_CONCURRENCY", default=10,
+        doc="customers whose events are delivered at the same time",
+    )
+    max_buffered: int = setting(
+        "MAILCHIMP_EVENTS_MAX_BUFFERED", default=2000,
+        doc="routed events held unacknowledged at most (fetching pauses above it)",
+    )
+    max_attempts: int = setting(
+        "MAILCHIMP_EVENTS_MAX_ATTEMPTS", default=10,
+        doc="attempts before an event is kept as a retryable failed operation and its "
+        "customer's next event goes ahead",
+    )
+    retry_delays: tuple[float, ...] = setting(
+        "MAILCHIMP_EVENTS_RETRY_DELAYS", default=(0.5, 2.0, 10.0, 30.0, 60.0),
+        doc="seconds a customer waits after its 1st, 2nd, ... failed attempt, comma-separated "
+        "(the last repeats)",
+        parse=parse_delays,
+    )
+    ack_wait_seconds: float = setting(
+        "MAILCHIMP_EVENTS_ACK_WAIT_SECONDS", default=30.0,
+        doc="time JetStream waits for an ack before redelivering",
+    )
+    reconnect_delay_seconds: float = setting(
+        "MAILCHIMP_EVENTS_RECONNECT_SECONDS", default=1.0,
+        doc="wait before connecting to NATS again after losing it",
+    )
+
+
 @dataclass(frozen=True)
 class ConnectorSettings:
     grpc: GrpcServerSettings = GrpcServerSettings()
@@ -88,10 +134,17 @@ class ConnectorSettings:
     telemetry: TelemetrySettings = TelemetrySettings()
     client: GrpcClientSettings = GrpcClientSettings()
     mailchimp: MailchimpSettings = MailchimpSettings(api_key=Secret(""))
+    nats: NatsSettings = NatsSettings(url="")
+    routed_events: RoutedEventsSettings = RoutedEventsSettings()
     event_router_addr: str = setting(
         "CDP_EVENT_ROUTER_ADDR",
         default="",
         doc="event router (host:port); inbound events wait in the database until it is set",
+    )
+    identity_addr: str = setting(
+        "CDP_IDENTITY_ADDR",
+        default="",
+        doc="identity service (host:port): the email of a routed event that carries none",
     )
     profile_addr: str = setting(
         "CDP_PROFILE_ADDR",

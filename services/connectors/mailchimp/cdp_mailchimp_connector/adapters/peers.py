@@ -1,4 +1,4 @@
-"""The event router and the profile service, reached over their gRPC contracts."""
+"""The event router, the profile and identity services, reached over their gRPC contracts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from cdp.common.v1 import common_pb2
 from cdp.events.v1 import events_pb2, events_pb2_grpc
+from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
+from cdp_errors import Unavailable
 from cdp_mailchimp_connector.domain.inbound import SOURCE, Fragment, UnifiedEvent
 
 # Item errors that another attempt may cure; any other refusal is final.
@@ -100,3 +102,25 @@ class GrpcProfileSink:
             not (result.HasField("error") and result.error.code in _TRANSIENT_CODES)
             for result in response.results
         ]
+
+
+class GrpcCustomerDirectory:
+    """A customer's primary email, from the identity service's identity map."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, timeout: float = 10.0) -> None:
+        self._stub = identity_pb2_grpc.IdentityServiceStub(channel)
+        self._timeout = timeout
+
+    async def primary_email(self, customer_id: str) -> str:
+        try:
+            response = await self._stub.GetIdentityMap(
+                identity_pb2.GetIdentityMapRequest(customer_id=customer_id),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return ""
+            raise Unavailable(
+                f"identity service: {error.code().name}: {error.details()}"
+            ) from None
+        return str(response.primary_email)

@@ -1,6 +1,6 @@
-"""The connector's stores over PostgreSQL: failed operations, inbound items, segment map and
-pull cursors. Each call is its own short transaction; uniqueness is the database's job
-(`ON CONFLICT`), never a check-then-insert."""
+"""The connector's stores over PostgreSQL: failed operations, inbound items, segment map,
+pull cursors and the routed events applied. Each call is its own short transaction;
+uniqueness is the database's job (`ON CONFLICT`), never a check-then-insert."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from sqlalchemy import and_, delete, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cdp_bus.inbox import Inbox
 from cdp_mailchimp_connector.adapters.tables import (
+    SCHEMA,
     cursors,
     failed_operations,
     inbound_items,
@@ -215,3 +217,26 @@ class SqlInboundStore:
         )
         async with self._sessions.begin() as session:
             await session.execute(statement)
+
+
+class SqlProcessedEvents:
+    """Routed events applied, in the cdp_bus inbox (`processed_messages`) of this schema."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, consumer: str) -> None:
+        self._sessions = sessions
+        self._consumer = consumer
+        self._inbox = Inbox(SCHEMA)
+
+    async def seen(self, event_id: str) -> bool:
+        table = self._inbox.table
+        async with self._sessions() as session:
+            found = await session.scalar(
+                select(table.c.message_id).where(
+                    table.c.consumer == self._consumer, table.c.message_id == event_id
+                )
+            )
+        return found is not None
+
+    async def remember(self, event_id: str) -> None:
+        async with self._sessions.begin() as session:
+            await self._inbox.claim_message(session, self._consumer, event_id)

@@ -81,6 +81,16 @@ def _failed_now(error: Exception) -> tuple[str, bool]:
     return _reason(error), False
 
 
+def event_failure(event: MemberEvent, error: str, permanent: bool) -> NewFailure:
+    """A member event that failed, kept with enough to deliver it again."""
+    return NewFailure(
+        OperationKind.DELIVER_EVENT, event.event_id,
+        {"email": event.email, "name": event.name, "properties": event.properties,
+         "occurred_at": event.occurred_at.isoformat() if event.occurred_at else None},
+        error, permanent,
+    )
+
+
 class MailchimpConnector:
     def __init__(
         self,
@@ -399,34 +409,44 @@ class MailchimpConnector:
         async def deliver(item: MemberEvent | tuple[str, str]) -> RecordOutcome:
             if isinstance(item, tuple):
                 return RecordOutcome(item[0], False, item[1], permanent=True)
-            try:
-                await self.api.call(
-                    "POST /lists/{id}/members/{hash}/events",
-                    lambda c: c.lists.create_list_member_event(
-                        info.list_id, subscriber_hash(item.email), item.body()
-                    ),
-                )
-            except MailchimpError as error:
-                if error.not_found:
-                    return RecordOutcome(item.event_id, False,
-                                         "the person is not a member of the audience", True)
-                return RecordOutcome(item.event_id, False, str(error), not error.retryable)
-            except CircuitOpenError as error:
-                return RecordOutcome(item.event_id, False, _reason(error), False)
-            return RecordOutcome.ok(item.event_id)
+            return await self._deliver_one(info.list_id, item)
 
         outcomes = list(await asyncio.gather(*(deliver(e) for e in events)))
         failures = [
-            NewFailure(OperationKind.DELIVER_EVENT, e.event_id,
-                       {"email": e.email, "name": e.name, "properties": e.properties,
-                        "occurred_at": e.occurred_at.isoformat() if e.occurred_at else None},
-                       o.error, o.permanent)
+            event_failure(e, o.error, o.permanent)
             for e, o in zip(events, outcomes, strict=True)
             if isinstance(e, MemberEvent) and not o.success
         ]
         if failures:
             await self.failures.record(failures, self._clock())
         return outcomes
+
+    async def deliver_event(self, event: MemberEvent) -> RecordOutcome:
+        """One member event, failures reported and not recorded: the caller decides whether
+        a failure is retried (a routed event's customer waits) or kept for review."""
+        try:
+            info = await self.audience()
+        except (Unavailable, NotFound) as error:
+            # The audience unreadable or missing is the connector's trouble, not the event's.
+            return RecordOutcome(event.event_id, False, str(error), False)
+        return await self._deliver_one(info.list_id, event)
+
+    async def _deliver_one(self, list_id: str, item: MemberEvent) -> RecordOutcome:
+        try:
+            await self.api.call(
+                "POST /lists/{id}/members/{hash}/events",
+                lambda c: c.lists.create_list_member_event(
+                    list_id, subscriber_hash(item.email), item.body()
+                ),
+            )
+        except MailchimpError as error:
+            if error.not_found:
+                return RecordOutcome(item.event_id, False,
+                                     "the person is not a member of the audience", True)
+            return RecordOutcome(item.event_id, False, str(error), not error.retryable)
+        except CircuitOpenError as error:
+            return RecordOutcome(item.event_id, False, _reason(error), False)
+        return RecordOutcome.ok(item.event_id)
 
     # ---- segments -------------------------------------------------------------------------
 

@@ -69,3 +69,18 @@ class EventRouter(Protocol):
 
 class ProfileSink(Protocol):
     async def ingest(self, fragments: Sequence[Fragment]) -> list[bool]: ...
+
+
+class ProcessedEvents(Protocol):
+    """Routed events already applied, by event id (the cdp_bus Inbox)."""
+
+    async def seen(self, event_id: str) -> bool: ...
+
+    async def remember(self, event_id: str) -> None: ...
+
+
+class CustomerDirectory(Protocol):
+    async def primary_email(self, customer_id: str) -> str:
+        """The customer's primary email, "" when the suite knows none; raises Unavailable
+        when the identity service cannot be reached."""
+        ...

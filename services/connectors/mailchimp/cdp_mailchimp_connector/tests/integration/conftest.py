@@ -15,12 +15,18 @@ from mailchimp_sandbox.settings import SANDBOX_API_KEY
 
 from cdp.connector.v1 import connector_pb2_grpc
 from cdp.events.v1 import events_pb2, events_pb2_grpc
+from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
+from cdp_bus import NatsSettings
 from cdp_db import DatabaseSettings
 from cdp_embedded.nats import free_port
 from cdp_grpc import GrpcClientSettings, GrpcServerSettings, create_channel
 from cdp_mailchimp_connector.bootstrap import serve
-from cdp_mailchimp_connector.settings import ConnectorSettings, MailchimpSettings
+from cdp_mailchimp_connector.settings import (
+    ConnectorSettings,
+    MailchimpSettings,
+    RoutedEventsSettings,
+)
 from cdp_settings import Secret
 from cdp_telemetry import Telemetry
 from cdp_testing.services import OnServing, service_running
@@ -29,6 +35,7 @@ if TYPE_CHECKING:
     from cdp.connector.v1.connector_pb2_grpc import ConnectorServiceAsyncStub
 from cdp_testing.fixtures import (  # noqa: F401
     database_url,
+    nats,
     postgres_admin_url,
     span_exporter,
     telemetry,
@@ -110,9 +117,25 @@ class FakeProfiles(profile_pb2_grpc.ProfileServiceServicer):
 
 
 @dataclass
+class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
+    """The identity map's primary emails, for routed events that carry only a customer id."""
+
+    primary_emails: dict[str, str] = field(default_factory=dict)
+
+    async def GetIdentityMap(self, request: Any, context: Any) -> Any:
+        if request.customer_id not in self.primary_emails:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such customer")
+        return identity_pb2.GetIdentityMapResponse(
+            customer_id=request.customer_id,
+            primary_email=self.primary_emails[request.customer_id],
+        )
+
+
+@dataclass
 class Peers:
     router: FakeRouter
     profiles: FakeProfiles
+    identity: FakeIdentity
     address: str
     server: grpc.aio.Server
 
@@ -123,12 +146,14 @@ async def peers() -> AsyncIterator[Peers]:
     # Only the batch calls the connector makes are implemented; the rest answer UNIMPLEMENTED.
     router = FakeRouter()  # type: ignore[abstract]
     profiles = FakeProfiles()  # type: ignore[abstract]
+    identity = FakeIdentity()  # type: ignore[abstract]
     events_pb2_grpc.add_EventRouterServiceServicer_to_server(router, server)
     profile_pb2_grpc.add_ProfileServiceServicer_to_server(profiles, server)
+    identity_pb2_grpc.add_IdentityServiceServicer_to_server(identity, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        yield Peers(router, profiles, f"127.0.0.1:{port}", server)
+        yield Peers(router, profiles, identity, f"127.0.0.1:{port}", server)
     finally:
         await server.stop(None)
 
@@ -141,7 +166,8 @@ class RunningConnector:
 
 
 def connector_settings(
-    database_url: str, sandbox: RunningSandbox, peers: Peers, **mailchimp: Any
+    database_url: str, sandbox: RunningSandbox, peers: Peers, *, nats_url: str = "",
+    routed_attempts: int = 1000, **mailchimp: Any,
 ) -> ConnectorSettings:
     base = MailchimpSettings(
         api_key=Secret(SANDBOX_API_KEY),
@@ -160,6 +186,11 @@ def connector_settings(
         mailchimp=replace(base, **mailchimp),
         event_router_addr=peers.address,
         profile_addr=peers.address,
+        identity_addr=peers.address,
+        nats=NatsSettings(url=nats_url),
+        routed_events=RoutedEventsSettings(retry_delays=(0.1, 0.3), ack_wait_seconds=5.0,
+                                           reconnect_delay_seconds=0.2,
+                                           max_attempts=routed_attempts),
     )
 
 
