@@ -18,8 +18,8 @@ import grpc
 from cdp.connector.v1 import connector_pb2, connector_pb2_grpc
 from cdp_errors import Unavailable
 from cdp_grpc import GrpcClientSettings, create_channel
+from cdp_grpc.structs import to_struct
 from cdp_mappings import FieldType
-from cdp_profile.adapters.messages import to_struct
 from cdp_profile.service_layer.ports import PlatformRecord, PushOutcome
 from cdp_telemetry import Telemetry, redact
 

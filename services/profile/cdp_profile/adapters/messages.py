@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from google.protobuf import struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from cdp.profile.v1 import profile_events_pb2
 from cdp_bus import OutboxMessage
 from cdp_bus.subjects import PROFILE_DELETED, PROFILE_UPDATED
+from cdp_grpc.structs import to_struct, to_value
 from cdp_profile.domain.events import ProfileDeleted, ProfileEvent, ProfileUpdated
 
 SOURCE = "/cdp/profile"
@@ -20,20 +19,6 @@ def timestamp(value: datetime) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(value)
     return stamp
-
-
-def to_value(value: Any) -> struct_pb2.Value:
-    # Struct.update converts natively; ParseDict walks the value in Python, several times
-    # slower on the ingestion path.
-    holder = struct_pb2.Struct()
-    holder.update({"v": value})
-    return holder.fields["v"]
-
-
-def to_struct(document: dict[str, Any]) -> struct_pb2.Struct:
-    message = struct_pb2.Struct()
-    message.update(document)
-    return message
 
 
 def _updated(event: ProfileUpdated) -> profile_events_pb2.ProfileUpdated:

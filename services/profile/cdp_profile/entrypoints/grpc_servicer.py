@@ -11,7 +11,8 @@ from cdp.common.v1 import common_pb2
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_errors import DomainError, InvalidArgument
 from cdp_grpc.errors import rich_status
-from cdp_profile.adapters.messages import timestamp, to_struct
+from cdp_grpc.structs import to_struct
+from cdp_profile.adapters.messages import timestamp
 from cdp_profile.domain.model import Identifiers, IngestFragment, IngestResult, UnifiedProfile
 from cdp_profile.service_layer.ingestion import FragmentIngestor
 from cdp_profile.service_layer.queries import ProfileQueries

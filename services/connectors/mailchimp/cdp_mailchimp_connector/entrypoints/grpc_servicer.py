@@ -11,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from cdp.connector.v1 import connector_pb2, connector_pb2_grpc
 from cdp_errors import FieldViolation, InvalidArgument
+from cdp_grpc.structs import struct_to_dict
 from cdp_mailchimp_connector.domain.events import to_member_event
 from cdp_mailchimp_connector.domain.model import (
     FailedOperation,
@@ -40,33 +41,6 @@ _STATUSES = {
     HealthStatus.DEGRADED: connector_pb2.CONNECTION_STATUS_DEGRADED,
     HealthStatus.DOWN: connector_pb2.CONNECTION_STATUS_DOWN,
 }
-
-
-def struct_to_dict(struct: Struct) -> dict[str, Any]:
-    """A Struct as plain Python, several times faster than json_format.MessageToDict
-    (which goes through JSON names and descriptors), and that is the hot path of a sync.
-
-    Keys are read and indexed directly: the map's `items()` is the generic Mapping one, a
-    Python generator over the same lookups."""
-    fields = struct.fields
-    return {key: _value(fields[key]) for key in fields}
-
-
-def _value(value: Any) -> Any:
-    # Ordered by how often each kind appears in a profile payload.
-    kind = value.WhichOneof("kind")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "struct_value":
-        return struct_to_dict(value.struct_value)
-    if kind == "number_value":
-        number = value.number_value
-        return int(number) if number.is_integer() and abs(number) < 2**53 else number
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "list_value":
-        return [_value(item) for item in value.list_value.values]
-    return None
 
 
 def _timestamp(value: Any) -> Timestamp:

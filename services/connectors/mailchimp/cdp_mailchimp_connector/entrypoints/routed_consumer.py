@@ -25,8 +25,8 @@ from cdp_bus import (
 from cdp_bus.keyed import KeyedConsumer
 from cdp_bus.subjects import ROUTED_PREFIX, STREAMS
 from cdp_errors import Unavailable
+from cdp_grpc.structs import struct_to_dict
 from cdp_mailchimp_connector.domain.routed import RoutedEvent
-from cdp_mailchimp_connector.entrypoints.grpc_servicer import struct_to_dict
 from cdp_mailchimp_connector.service_layer.routed_events import RoutedEventApplier
 from cdp_mailchimp_connector.settings import RoutedEventsSettings
 from cdp_telemetry import Telemetry

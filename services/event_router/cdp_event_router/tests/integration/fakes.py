@@ -11,7 +11,7 @@ import grpc
 
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
-from cdp_event_router.adapters.codec import struct_to_dict
+from cdp_grpc.structs import struct_to_dict
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
