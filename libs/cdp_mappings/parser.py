@@ -28,21 +28,10 @@ from cdp_mappings.paths import PathError, parse_path
 from cdp_mappings.targets import rules_for
 from cdp_mappings.transforms import TRANSFORMS
 from cdp_settings.config_files import ConfigError, ConfigProblem, LineDict, LineList, load_yaml
+from cdp_settings.platforms import KNOWN_PLATFORMS
 
 # The platforms the suite knows by default (CDP_PLATFORMS); callers pass their own setting.
-DEFAULT_PLATFORMS: tuple[str, ...] = (
-    "mailchimp",
-    "crm",
-    "salesforce",
-    "shopify",
-    "ecommerce",
-    "support",
-    "analytics",
-    "web",
-    "mobile",
-    "advertising",
-    "personalization",
-)
+DEFAULT_PLATFORMS = KNOWN_PLATFORMS
 
 _ENTRY_KEYS = ("from", "to", "transform", "type", "label")
 _MAPPING_KEYS = ("source", "target", "fields")

@@ -9,14 +9,11 @@ from cdp_bus import NatsSettings
 from cdp_db import DatabaseSettings
 from cdp_grpc import GrpcClientSettings, GrpcServerSettings
 from cdp_settings import Secret, setting
+from cdp_settings.platforms import platforms_setting
 from cdp_telemetry import TelemetrySettings
 
 DEFAULT_PORT = 50053
 DEFAULT_HTTP_PORT = 50153
-KNOWN_SOURCES = (
-    "mailchimp", "crm", "salesforce", "shopify", "ecommerce", "support", "analytics", "web",
-    "mobile", "advertising", "personalization",
-)
 
 
 def parse_write_keys(raw: str) -> dict[str, str]:
@@ -49,8 +46,7 @@ class EventRouterSettings:
     )
     identity_addr: str = setting("CDP_IDENTITY_ADDR", default="127.0.0.1:50051")
     profile_addr: str = setting("CDP_PROFILE_ADDR", default="127.0.0.1:50052")
-    sources: tuple[str, ...] = setting("CDP_PLATFORMS", default=KNOWN_SOURCES,
-                                       doc="source platform names accepted")
+    sources: tuple[str, ...] = platforms_setting()
     routing_file: Path | None = setting("CDP_EVENTS_ROUTING_FILE", default=None,
                                         doc="routing rules; the built-in table when unset")
     triggers_file: Path | None = setting("CDP_EVENTS_TRIGGERS_FILE", default=None,

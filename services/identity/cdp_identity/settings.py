@@ -9,13 +9,10 @@ from cdp_db import DatabaseSettings
 from cdp_grpc import GrpcServerSettings
 from cdp_identity.domain.identifiers import IdentityKind
 from cdp_settings import Secret, setting
+from cdp_settings.platforms import platforms_setting
 from cdp_telemetry import TelemetrySettings
 
 DEFAULT_PORT = 50051
-KNOWN_PLATFORMS = (
-    "mailchimp", "crm", "salesforce", "shopify", "ecommerce", "support", "analytics", "web",
-    "mobile", "advertising", "personalization",
-)
 
 
 def parse_limits(raw: str) -> dict[IdentityKind, int]:
@@ -47,9 +44,7 @@ class IdentitySettings:
         default="US",
         doc="region (ISO 3166 alpha-2) for phone numbers given without a country code",
     )
-    platforms: tuple[str, ...] = setting(
-        "CDP_PLATFORMS", default=KNOWN_PLATFORMS, doc="platform names the suite accepts"
-    )
+    platforms: tuple[str, ...] = platforms_setting()
     match_threshold: float = setting(
         "CDP_IDENTITY_MATCH_THRESHOLD", default=0.85,
         doc="confidence at or above which a probabilistic match is accepted",

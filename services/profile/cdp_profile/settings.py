@@ -12,22 +12,10 @@ from cdp_bus import NatsSettings
 from cdp_db import DatabaseSettings
 from cdp_grpc import GrpcClientSettings, GrpcServerSettings
 from cdp_settings import SettingsError, load_settings, setting
+from cdp_settings.platforms import platforms_setting
 from cdp_telemetry import TelemetrySettings
 
 DEFAULT_PORT = 50052
-KNOWN_PLATFORMS = (
-    "mailchimp",
-    "crm",
-    "salesforce",
-    "shopify",
-    "ecommerce",
-    "support",
-    "analytics",
-    "web",
-    "mobile",
-    "advertising",
-    "personalization",
-)
 _ADDRESS = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$|^unix:.+$")
 
 
@@ -38,9 +26,7 @@ class ProfileSettings:
     nats: NatsSettings = NatsSettings(url="")
     telemetry: TelemetrySettings = TelemetrySettings()
     client: GrpcClientSettings = GrpcClientSettings()
-    platforms: tuple[str, ...] = setting(
-        "CDP_PLATFORMS", default=KNOWN_PLATFORMS, doc="platform names the suite accepts"
-    )
+    platforms: tuple[str, ...] = platforms_setting()
     identity_address: str = setting(
         "CDP_IDENTITY_ADDR",
         default="127.0.0.1:50051",

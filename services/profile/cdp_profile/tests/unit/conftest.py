@@ -10,7 +10,8 @@ import pytest
 from cdp_profile.bootstrap import ProfileApp, build_app
 from cdp_profile.config.loader import ProfileConfig, load_profile_config
 from cdp_profile.domain.model import Identifiers, IngestFragment
-from cdp_profile.settings import KNOWN_PLATFORMS, ProfileSettings
+from cdp_profile.settings import ProfileSettings
+from cdp_settings.platforms import KNOWN_PLATFORMS
 
 from ..fakes import FakeConnectors, FakeIdentity, FakeProfileUnitOfWork, FakeStore
 

@@ -8,7 +8,7 @@ import pytest
 from cdp_mappings import ConfigError, apply_fields
 from cdp_profile.config.loader import load_profile_config, parse_strategies
 from cdp_profile.domain.strategies import StrategyName
-from cdp_profile.settings import KNOWN_PLATFORMS
+from cdp_settings.platforms import KNOWN_PLATFORMS
 
 
 def problems(text: str) -> list[str]:

@@ -16,7 +16,8 @@ from cdp_profile.adapters.identity_client import GrpcIdentityClient
 from cdp_profile.config.loader import ProfileConfig
 from cdp_profile.domain.model import Identifiers
 from cdp_profile.service_layer.ports import ResolveRequest
-from cdp_profile.settings import KNOWN_PLATFORMS, ProfileSettings
+from cdp_profile.settings import ProfileSettings
+from cdp_settings.platforms import KNOWN_PLATFORMS
 from cdp_testing import wait_until
 
 from ..fakes import connector_server, fake_connector, fake_identity, identity_server

@@ -10,7 +10,7 @@ from cdp_errors import FailedPrecondition, InvalidArgument, Unavailable
 from cdp_profile.config.loader import ProfileConfig, load_profile_config
 from cdp_profile.domain.events import ProfileUpdated
 from cdp_profile.domain.model import IngestResult
-from cdp_profile.settings import KNOWN_PLATFORMS
+from cdp_settings.platforms import KNOWN_PLATFORMS
 
 from .conftest import Harness, fragment
 

@@ -9,7 +9,8 @@ import pytest
 from cdp_errors import InvalidArgument, NotFound
 from cdp_mappings import parse_mappings
 from cdp_profile.config.loader import ProfileConfig
-from cdp_profile.settings import KNOWN_PLATFORMS, ProfileSettings
+from cdp_profile.settings import ProfileSettings
+from cdp_settings.platforms import KNOWN_PLATFORMS
 
 from ..fakes import FakeConnectors
 from .conftest import Harness, fragment, make_harness
