@@ -245,7 +245,10 @@ async def _fill_columns(connection: TracedConnection) -> None:
             )
             if not rows:
                 break
-            documents = [json.loads(row["attributes"]) for row in rows]
+            documents = [
+                json.loads(r["attributes"]) if isinstance(r["attributes"], str) else r["attributes"]
+                for r in rows
+            ]
             arrays = [
                 [column_value(coerce(_document_value(doc, path), kind), kind) for doc in documents]
                 for path, kind, _ in fields

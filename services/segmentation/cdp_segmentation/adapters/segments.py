@@ -27,13 +27,18 @@ _COLUMNS = (
 )
 
 
+def _document(value: Any) -> Any:
+    """A jsonb value: SQLAlchemy's connections decode it, plain asyncpg ones give text."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def segment_of(row: Any) -> Segment:
     return Segment(
         id=str(row["id"]),
         definition=SegmentDefinition(
             name=row["name"],
             description=row["description"],
-            criteria=criteria_from_document(json.loads(row["criteria"])),
+            criteria=criteria_from_document(_document(row["criteria"])),
             platforms=tuple(row["platforms"]),
             schedule=Schedule(ScheduleKind(row["schedule_kind"]), row["schedule_cron"]),
         ),

@@ -245,8 +245,13 @@ class _Checker:
             return _INVALID
         count = int(value)
         try:
-            days = TimeUnit(raw.unit).span(count).days if raw.unit else 0
-        except (ValueError, OverflowError):
+            unit = TimeUnit(raw.unit)
+        except ValueError:
+            # The unit is reported on its own; the length cannot be judged without it.
+            return count
+        try:
+            days = unit.span(count).days
+        except OverflowError:
             days = self.limits.max_window_days + 1
         if days > self.limits.max_window_days:
             self.problem(path, f"is a window longer than {self.limits.max_window_days} days")
