@@ -28,7 +28,8 @@ class FakeConnector(connector_pb2_grpc.ConnectorServiceServicer):
     calls: list[Call] = field(default_factory=list)
     # segment id -> emails the platform's segment holds.
     segments: dict[str, set[str]] = field(default_factory=dict)
-    # Call numbers (1-based, over all calls) that fail with UNAVAILABLE, applying nothing.
+    # Call numbers (1-based, over all calls) that fail as a whole, applying nothing (INTERNAL:
+    # UNAVAILABLE would be retried by the channel itself).
     fail_calls: set[int] = field(default_factory=set)
     # Emails refused for good, like addresses that are not in a Mailchimp audience.
     refused: set[str] = field(default_factory=set)
@@ -43,7 +44,7 @@ class FakeConnector(connector_pb2_grpc.ConnectorServiceServicer):
         failing = len(self.calls) + 1 in self.fail_calls
         self.calls.append(Call(request.segment_id, add, remove, request.full_resync, not failing))
         if failing:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "platform unreachable")
+            await context.abort(grpc.StatusCode.INTERNAL, "the platform answered 500")
         held = self.segments.setdefault(request.segment_id, set())
         failures = [
             connector_pb2.RecordResult(key=m.customer_id, error="not in the audience",
