@@ -92,7 +92,8 @@ def test_both_example_segments_stay_current_and_sync_deltas_into_mailchimp(
                          "--json")
         assert done.returncode == 0, done.stderr
         created[name] = json.loads(done.stdout)["segment"]["id"]
-    engaged, carts = created["high_value_email_engaged"], created["subscribers_with_abandoned_carts"]
+    engaged = created["high_value_email_engaged"]
+    carts = created["subscribers_with_abandoned_carts"]
     listed = suite.cdp("segments", "list")
     assert "High-value email-engaged customers" in listed.stdout, listed.stderr
 

@@ -69,7 +69,8 @@ async def test_a_bad_definition_is_refused_naming_the_path_of_every_bad_part(
     assert "greaterThan does not apply to account.companyName, a string field" in violations[
         "segment.criteria.conditions[2].operator"
     ]
-    assert "unknown field 'customer.shoe_size'" in violations["segment.criteria.conditions[3].field"]
+    unknown = violations["segment.criteria.conditions[3].field"]
+    assert "unknown field 'customer.shoe_size'" in unknown
     listed = await segmentation.stub.ListSegments(pb.ListSegmentsRequest())
     assert list(listed.segments) == []
 
@@ -190,7 +191,8 @@ async def test_a_profile_change_reevaluates_that_customer_and_realtime_segments_
     )
     ada, bob = customer(), customer()
     first = await segmentation.publish(ada, {"customer": {"lifetime_value": 600}})
-    await wait_until(lambda: segmentation.announced.of(created.id) == [(ada, "MEMBERSHIP_CHANGE_ENTERED")],
+    entered = [(ada, "MEMBERSHIP_CHANGE_ENTERED")]
+    await wait_until(lambda: segmentation.announced.of(created.id) == entered,
                      timeout=20, message="ada entered")
     await segmentation.publish(ada, {"customer": {"lifetime_value": 100}})
     # The first event again (a re-sent duplicate), and an older version: both change nothing.
