@@ -16,6 +16,7 @@ from cdp_cli import (
     mailchimp_commands,
     mappings_commands,
     profile_commands,
+    segments_commands,
 )
 from cdp_cli.services import SERVICES, AreaCommands, address_of, by_name
 
@@ -27,6 +28,7 @@ AREA_COMMANDS: tuple[AreaCommands, ...] = (
     profile_commands,
     mappings_commands,
     events_commands,
+    segments_commands,
 )
 
 

@@ -50,6 +50,12 @@ SERVICES: tuple[ServiceSpec, ...] = (
         port=50052,
         grpc_service="cdp.profile.v1.ProfileService",
     ),
+    ServiceSpec(
+        name="segmentation",
+        binary="segmentation.pex",
+        port=50054,
+        grpc_service="cdp.segmentation.v1.SegmentationService",
+    ),
     # The local Mailchimp stand-in, only when no real Mailchimp is configured.
     ServiceSpec(
         name="mailchimp_sandbox",

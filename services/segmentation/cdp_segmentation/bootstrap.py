@@ -1,0 +1,210 @@
+"""The segmentation service's composition root.
+
+`serve(settings)` is what `main` runs; `build_app` wires the handlers from their parts (a
+unit of work factory, the connectors, the sync lock, a clock), which tests call with their
+own connectors and clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cdp.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
+from cdp_bus import OutboxRelay, SqlOutbox, check_nats, close_nats, connect_nats, ensure_streams
+from cdp_db import Database, TracedConnection, apply_migrations, create_database_engine
+from cdp_grpc import GrpcServer, ServiceRegistration, background, serving, stop_on_signals
+from cdp_segmentation.adapters.catalog import apply_declared_fields
+from cdp_segmentation.adapters.clock import ShiftedClock, utc_now
+from cdp_segmentation.adapters.connector_client import GrpcConnectors
+from cdp_segmentation.adapters.sql_compiler import SCHEMA
+from cdp_segmentation.adapters.sync_store import AdvisorySyncLock
+from cdp_segmentation.adapters.unit_of_work import SqlSegmentationUnitOfWork
+from cdp_segmentation.config.loader import load_attribute_schema
+from cdp_segmentation.domain.model import FieldSpec
+from cdp_segmentation.entrypoints.grpc_servicer import SegmentationServicer
+from cdp_segmentation.entrypoints.profile_consumer import CONSUMER, profile_consumer
+from cdp_segmentation.entrypoints.scheduler import Scheduler
+from cdp_segmentation.service_layer.catalog import CatalogCache
+from cdp_segmentation.service_layer.ports import Clock, ConnectorPort, UnitOfWorkFactory
+from cdp_segmentation.service_layer.profiles import ProfileEventHandler
+from cdp_segmentation.service_layer.segments import SegmentService
+from cdp_segmentation.service_layer.sync import SegmentSyncer, SyncLock, SyncOptions
+from cdp_segmentation.service_layer.time_passing import TimeReevaluator
+from cdp_segmentation.settings import DEFAULT_PORT, SegmentationSettings
+from cdp_telemetry import Telemetry, configure_telemetry
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = "cdp-segmentation"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def attributes_for(settings: SegmentationSettings) -> dict[str, FieldSpec]:
+    """The declared fields `settings` point at; ConfigError names every problem."""
+    return load_attribute_schema(settings.attributes_file, platforms=settings.platforms)
+
+
+def clock_for(settings: SegmentationSettings) -> Clock:
+    if settings.clock_shift_file is not None:
+        return ShiftedClock(settings.clock_shift_file)
+    return utc_now
+
+
+@dataclass
+class SegmentationApp:
+    cache: CatalogCache
+    segments: SegmentService
+    profiles: ProfileEventHandler
+    time: TimeReevaluator
+    syncer: SegmentSyncer
+    scheduler: Scheduler
+    servicer: SegmentationServicer
+
+
+def build_app(
+    settings: SegmentationSettings,
+    *,
+    uow_factory: UnitOfWorkFactory,
+    connectors: ConnectorPort,
+    sync_lock: SyncLock,
+    clock: Clock = utc_now,
+) -> SegmentationApp:
+    cache = CatalogCache()
+    segments = SegmentService(
+        uow_factory,
+        cache,
+        platforms=settings.platforms,
+        clock=clock,
+        members_page_size=settings.members_page_size,
+    )
+    profiles = ProfileEventHandler(
+        uow_factory,
+        cache,
+        consumer=CONSUMER,
+        email_field=settings.email_field,
+        clock=clock,
+        max_learned_fields=settings.max_learned_fields,
+    )
+    time = TimeReevaluator(uow_factory, cache, clock=clock)
+    syncer = SegmentSyncer(
+        uow_factory,
+        connectors,
+        sync_lock,
+        options=SyncOptions(
+            chunk_size=settings.sync_chunk_size,
+            call_timeout=settings.sync_timeout_seconds,
+            retry_base=settings.sync_retry_base_seconds,
+            retry_max=settings.sync_retry_max_seconds,
+            max_full_resync_members=settings.max_full_resync_members,
+        ),
+        clock=clock,
+    )
+    scheduler = Scheduler(
+        time,
+        syncer,
+        clock=clock,
+        poll_seconds=settings.sync_poll_seconds,
+        reevaluate_seconds=settings.reevaluate_interval_seconds,
+    )
+    servicer = SegmentationServicer(segments, syncer)
+    return SegmentationApp(cache, segments, profiles, time, syncer, scheduler, servicer)
+
+
+async def serve(
+    settings: SegmentationSettings,
+    *,
+    attributes: Mapping[str, FieldSpec] | None = None,
+    stop: asyncio.Event | None = None,
+    telemetry: Telemetry | None = None,
+    on_serving: Callable[[GrpcServer], Awaitable[None]] | None = None,
+    on_app: Callable[[SegmentationApp], None] | None = None,
+    clock: Callable[[], datetime] | None = None,
+    run_scheduler: bool = True,
+) -> None:
+    """Runs the service until `stop` is set (SIGTERM / SIGINT by default).
+
+    `on_app` sees the wired handlers (tests drive the scheduler's work through them, with
+    `run_scheduler=False`, at instants of their own `clock`).
+    """
+    attributes = attributes if attributes is not None else attributes_for(settings)
+    clock = clock or clock_for(settings)
+    stop = stop or stop_on_signals()
+    async with contextlib.AsyncExitStack() as stack:
+        if telemetry is None:
+            telemetry = configure_telemetry(SERVICE_NAME, settings.telemetry)
+            stack.callback(telemetry.shutdown)
+        engine = create_database_engine(settings.database, application_name=SERVICE_NAME)
+        telemetry.instrument_engine(engine)
+        database = Database(engine)
+        stack.push_async_callback(database.dispose)
+        await apply_migrations(engine, schema=SCHEMA, migrations_dir=MIGRATIONS)
+        tracer = telemetry.tracer("cdp.segmentation.sql")
+        async with database.raw_connection() as raw:
+            changes = await apply_declared_fields(TracedConnection(raw, tracer), attributes)
+        for change in changes:
+            logger.info("attribute schema: %s", change)
+
+        nats_client = await connect_nats(settings.nats, name=SERVICE_NAME)
+        stack.push_async_callback(close_nats, nats_client)
+        js = nats_client.jetstream()
+        await ensure_streams(js, replicas=settings.nats.stream_replicas)
+
+        outbox = SqlOutbox(SCHEMA)
+        relay = OutboxRelay(database, outbox, js, tracer=telemetry.tracer("cdp.outbox"))
+        stack.push_async_callback(relay.flush)
+        await stack.enter_async_context(background(relay.run(), name="outbox-relay"))
+
+        connectors = GrpcConnectors(
+            dict(settings.connector_addresses), settings.client, telemetry=telemetry
+        )
+        stack.push_async_callback(connectors.close)
+        app = build_app(
+            settings,
+            uow_factory=lambda: SqlSegmentationUnitOfWork(database.sessions, outbox, tracer),
+            connectors=connectors,
+            sync_lock=AdvisorySyncLock(database),
+            clock=clock,
+        )
+        if on_app is not None:
+            on_app(app)
+        consumer = profile_consumer(
+            js,
+            app.profiles,
+            tracer=telemetry.tracer("cdp.segmentation.consumer"),
+            batch_size=settings.consumer_batch,
+        )
+        await stack.enter_async_context(background(consumer.run(), name="profile-events"))
+        if run_scheduler:
+            await stack.enter_async_context(
+                background(app.scheduler.run(), name="segment-scheduler")
+            )
+
+        server = GrpcServer(
+            settings.grpc,
+            [
+                ServiceRegistration(
+                    segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server,
+                    app.servicer,
+                    segmentation_pb2.DESCRIPTOR.services_by_name["SegmentationService"].full_name,
+                )
+            ],
+            telemetry=telemetry,
+            default_port=DEFAULT_PORT,
+        )
+
+        async def readiness() -> None:
+            await database.ping()
+            await check_nats(nats_client)
+
+        await stack.enter_async_context(serving(server, readiness=readiness))
+        logger.info("segmentation service serving on %s", server.address)
+        if on_serving is not None:
+            await on_serving(server)
+        await stop.wait()
+        logger.info("segmentation service stopping")
