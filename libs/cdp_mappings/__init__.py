@@ -10,7 +10,7 @@ unified profile document into one platform's payload. The profile service syncs 
 from cdp_mappings.apply import MappedRecord, SkippedField, apply_fields
 from cdp_mappings.model import FieldMapping, FieldType, Mapping, MappingSet
 from cdp_mappings.parser import DEFAULT_PLATFORMS, load_mappings, parse_mappings
-from cdp_mappings.paths import PathError, get_path, parse_path, set_path
+from cdp_mappings.paths import PathError, get_path, parse_path, pop_path, set_path
 from cdp_mappings.transforms import TRANSFORMS, TransformError
 from cdp_settings.config_files import ConfigError, ConfigProblem, load_yaml
 
@@ -33,5 +33,6 @@ __all__ = [
     "load_yaml",
     "parse_mappings",
     "parse_path",
+    "pop_path",
     "set_path",
 ]

@@ -49,6 +49,14 @@ def get_path(document: Mapping[str, Any], segments: tuple[str, ...]) -> Any:
     return node
 
 
+def pop_path(document: dict[str, Any], segments: tuple[str, ...]) -> Any:
+    """Removes the value at `segments` and returns it (None when any part is missing)."""
+    parent = get_path(document, segments[:-1]) if len(segments) > 1 else document
+    if not isinstance(parent, dict):
+        return None
+    return parent.pop(segments[-1], None)
+
+
 def set_path(document: dict[str, Any], segments: tuple[str, ...], value: Any) -> None:
     """Sets `value` at `segments`, creating the objects on the way."""
     node = document

@@ -102,11 +102,24 @@ def test_two_platforms_make_one_profile_whose_fields_say_where_and_why(
         "strategy": "most_recent",
         "reason": "newest observation (by observed time)",
     }
-    # One result per target: Mailchimp is the only one the packaged mappings write to. Whether
-    # a connector answers depends on which pexes run; the result says either way.
+    # One result per target: Mailchimp is the only one the packaged mappings write to, and
+    # its connector (on the local sandbox) took the member with every mapped field.
     (mailchimp,) = json.loads(synced)["results"]
     assert mailchimp["platform"] == "mailchimp" and mailchimp["syncedAt"]
-    assert mailchimp.get("success", False) != bool(mailchimp.get("error"))
+    assert mailchimp.get("success") is True, mailchimp
+    with grpc.insecure_channel(suite.address("mailchimp")) as channel:
+        (fetched,) = ReflectionClient(channel).call(
+            "cdp.connector.v1.ConnectorService/FetchCustomer",
+            json.dumps({"customerId": crm["customerId"], "email": "ada.lovelace@example.com"}),
+        )
+    member = json.loads(fetched)
+    assert member["found"] is True
+    record = member["record"]
+    assert record["email_address"] == "ada.lovelace@example.com"
+    assert record["merge_fields"]["FNAME"] == "Ada"
+    assert record["merge_fields"]["TOTSPENT"] == 1250.5
+    assert record["merge_fields"]["ORDCOUNT"] == 4
+    assert sorted(tag["name"] for tag in record["tags"]) == ["buyer", "vip"]
 
     shown = suite.cdp("profile", "show", crm["customerId"])
     assert shown.returncode == 0, shown.stderr

@@ -17,7 +17,6 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from cdp.connector.v1 import connector_pb2, connector_pb2_grpc
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp.segmentation.v1 import segmentation_pb2 as pb
 from cdp.segmentation.v1 import segmentation_pb2_grpc
@@ -122,16 +121,15 @@ def test_both_example_segments_stay_current_and_sync_deltas_into_mailchimp(
                                                 "cart_abandoned_at": ago(1)}})
         ingest("cy", "shopify", {"ecommerce": {"cart": {"value": 50},
                                                "cart_abandoned_at": ago(2)}})
-        # Static segments hold audience members: the customers go to Mailchimp first.
-        with grpc.insecure_channel(suite.address("mailchimp")) as connector_channel:
-            pushed = connector_pb2_grpc.ConnectorServiceStub(connector_channel).PushProfiles(
-                connector_pb2.PushProfilesRequest(profiles=[
-                    connector_pb2.PlatformProfile(customer_id=customers[who], email=email)
-                    for who, email in emails.items()
-                ]),
+        # Static segments hold audience members: each customer's profile is synced to
+        # Mailchimp first, through the profile service's own fan-out.
+        for who in emails:
+            synced = profiles.SyncProfile(
+                profile_pb2.SyncProfileRequest(customer_id=customers[who], source="crm"),
                 timeout=30,
             )
-        assert all(r.success for r in pushed.results), pushed
+            assert [(r.platform, r.success) for r in synced.results] == [("mailchimp", True)], (
+                synced)
 
         with grpc.insecure_channel(suite.address("segmentation")) as seg_channel:
             segments = segmentation_pb2_grpc.SegmentationServiceStub(seg_channel)

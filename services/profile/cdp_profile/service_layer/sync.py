@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cdp_errors import DomainError, FieldViolation, InvalidArgument
-from cdp_mappings import MappingSet, apply_fields, get_path
+from cdp_mappings import MappingSet, apply_fields, pop_path
 from cdp_mappings.targets import rules_for
 from cdp_profile.domain.model import UnifiedProfile
 from cdp_profile.service_layer.ingestion import utc_now
@@ -110,7 +110,8 @@ class ProfileSyncer:
                 },
             )
         rules = rules_for(target)
-        email = get_path(mapped.payload, rules.email_path) if rules.email_path else None
+        # The email travels beside the payload (the Connector contract's own field), not in it.
+        email = pop_path(mapped.payload, rules.email_path) if rules.email_path else None
         return PlatformRecord(
             customer_id=profile.customer_id,
             email=email if isinstance(email, str) else "",

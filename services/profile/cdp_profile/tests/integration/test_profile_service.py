@@ -279,7 +279,6 @@ async def test_a_sync_fans_out_to_every_target_with_one_result_each(
                 "ORDCOUNT": 3.0,
                 "LASTORD": "2026-11-30",
             },
-            "email_address": "ada@example.com",
             "tags": [{"name": "vip", "status": "active"}],
         }
     ]

@@ -77,7 +77,6 @@ async def test_a_sync_fans_out_to_every_target_but_the_source_with_one_result_ea
     pushed = dict(sync_harness.connectors.pushed)
     assert pushed["mailchimp"].payload == {
         "merge_fields": {"FNAME": "Ada"},
-        "email_address": "ada@example.com",
     }
     assert pushed["mailchimp"].email == "ada@example.com"
     assert pushed["support"].payload == {"contact": {"name": "Ada"}}
