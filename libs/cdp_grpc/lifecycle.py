@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
@@ -33,13 +35,66 @@ def load_settings_or_exit(cls: type[T]) -> T:
         raise SystemExit(2) from None
 
 
-def stop_on_signals() -> asyncio.Event:
-    """An event set by SIGTERM or SIGINT (the running loop's handlers)."""
+# How long a service may take to shut down after the stop signal before it exits anyway.
+# Longer than any grace period: reaching it means shutdown is stuck on a peer that went
+# away with its parent (a database or broker killed with `cdp up`), and a stuck process
+# would otherwise linger forever, orphaned.
+SHUTDOWN_DEADLINE_SECONDS = 60.0
+# Exit code of a shutdown cut short (EX_SOFTWARE).
+STUCK_SHUTDOWN_EXIT_CODE = 70
+
+
+def stop_on_signals(*, deadline: float = SHUTDOWN_DEADLINE_SECONDS) -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (the running loop's handlers).
+
+    The first signal also arms a deadline: a process still running `deadline` seconds later
+    logs the tasks it is stuck in and exits with code 70.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if not stop.is_set():
+            _exit_after(deadline, loop)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     return stop
+
+
+def _exit_after(seconds: float, loop: asyncio.AbstractEventLoop) -> None:
+    def log_stuck_tasks() -> None:
+        for task in asyncio.all_tasks(loop):
+            logger.error("still running at the shutdown deadline: %s in %s",
+                         task.get_name(), " > ".join(_awaiting(task.get_coro())))
+
+    def expire() -> None:
+        logger.error("shutdown did not finish within %.0f s of the stop signal; exiting", seconds)
+        with contextlib.suppress(RuntimeError):  # the loop may be closing after all
+            asyncio.run_coroutine_threadsafe(_call(log_stuck_tasks), loop).result(timeout=2)
+        logging.shutdown()
+        os._exit(STUCK_SHUTDOWN_EXIT_CODE)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True  # a clean shutdown ends the process without waiting for it
+    timer.start()
+
+
+def _awaiting(coroutine: Any) -> list[str]:
+    """Where a suspended coroutine waits: its chain of awaits, outermost first."""
+    chain: list[str] = []
+    while coroutine is not None and len(chain) < 12:
+        frame = getattr(coroutine, "cr_frame", None) or getattr(coroutine, "gi_frame", None)
+        if frame is None:
+            break
+        chain.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename}:{frame.f_lineno})")
+        coroutine = getattr(coroutine, "cr_await", None) or getattr(coroutine, "gi_yieldfrom", None)
+    return chain
+
+
+async def _call(function: Any) -> None:
+    function()
 
 
 @contextlib.asynccontextmanager

@@ -113,3 +113,20 @@ async def test_sigterm_turns_not_serving_drains_in_flight_calls_and_exits_zero(
     assert all(r.HasField("resolution") for r in response.results)
     assert remaining == BATCH
     assert exit_code == 0
+
+
+async def test_sigterm_still_exits_when_nats_went_away_first(
+    identity_process: tuple[subprocess.Popen[bytes], str], nats: EmbeddedNats
+) -> None:
+    # What `cdp up` killed outright looks like to its children: the broker dies with it, and
+    # each service then gets SIGTERM. Shutdown must not wait on a peer that is gone.
+    process, address = identity_process
+
+    async def is_serving() -> bool:
+        return await serving_status(address) == health_pb2.HealthCheckResponse.SERVING
+
+    await wait_until(is_serving, timeout=60, message="identity SERVING")
+    nats.stop()
+    process.send_signal(signal.SIGTERM)
+    exit_code = await asyncio.to_thread(process.wait, 45)
+    assert exit_code == 0
