@@ -89,5 +89,11 @@ def suite_up(tmp_path: Path, extra_env: Mapping[str, str] | None = None,
         yield RunningSuite(process, env, tmp_path / "data")
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait()
+            # Stopped as a user stops it, so the embedded PostgreSQL (a daemon that outlives
+            # a killed parent) shuts down too; killed only if that does not finish.
+            process.send_signal(signal.SIGINT)
+            try:
+                process.communicate(timeout=90)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
