@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
+from cdp_connector_client import ConnectorChannels
 from cdp_grpc import ServiceRegistration
 from cdp_profile.adapters.connector_client import GrpcConnectorGateway
 from cdp_profile.adapters.identity_client import GrpcIdentityClient
@@ -117,7 +118,7 @@ async def serve(
         # Peers are dialled lazily: the profile service serves (and ingests fragments that
         # carry a customer id) while identity or a connector is still starting.
         identity_channel = host.dial(settings.identity_address, settings.client)
-        connectors = GrpcConnectorGateway(
+        connectors = ConnectorChannels(
             dict(settings.connector_addresses), settings.client, telemetry=host.telemetry
         )
         host.stack.push_async_callback(connectors.close)
@@ -130,7 +131,7 @@ async def serve(
             identity=GrpcIdentityClient(
                 identity_channel, timeout=settings.client.default_timeout_seconds
             ),
-            connectors=connectors,
+            connectors=GrpcConnectorGateway(connectors),
         )
         consumer = identity_consumer(
             js, app.identity_events, tracer=host.telemetry.tracer("cdp.profile.consumer")

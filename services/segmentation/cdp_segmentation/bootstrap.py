@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cdp.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
+from cdp_connector_client import ConnectorChannels
 from cdp_db import TracedConnection
 from cdp_grpc import ServiceRegistration
 from cdp_segmentation.adapters.catalog import apply_declared_fields
@@ -145,14 +146,14 @@ async def serve(
 
         js = await host.connect_nats(settings.nats)
         outbox = await host.start_outbox_relay(SCHEMA)
-        connectors = GrpcConnectors(
+        connectors = ConnectorChannels(
             dict(settings.connector_addresses), settings.client, telemetry=host.telemetry
         )
         host.stack.push_async_callback(connectors.close)
         app = build_app(
             settings,
             uow_factory=lambda: SqlSegmentationUnitOfWork(database.sessions, outbox, tracer),
-            connectors=connectors,
+            connectors=GrpcConnectors(connectors),
             sync_lock=AdvisorySyncLock(database),
             clock=clock,
         )
