@@ -13,22 +13,10 @@ from cdp_db import DatabaseSettings
 from cdp_grpc import GrpcClientSettings, GrpcServerSettings
 from cdp_segmentation.domain.model import FIELD_PATH
 from cdp_settings import SettingsError, load_settings, setting
+from cdp_settings.platforms import platforms_setting
 from cdp_telemetry import TelemetrySettings
 
 DEFAULT_PORT = 50054
-KNOWN_PLATFORMS = (
-    "mailchimp",
-    "crm",
-    "salesforce",
-    "shopify",
-    "ecommerce",
-    "support",
-    "analytics",
-    "web",
-    "mobile",
-    "advertising",
-    "personalization",
-)
 # Mailchimp takes at most 500 members_to_add and 500 members_to_remove per static-segment
 # call; no delta chunk the service sends is larger.
 MAX_SYNC_CHUNK = 500
@@ -41,9 +29,7 @@ class SegmentationSettings:
     nats: NatsSettings = NatsSettings(url="")
     telemetry: TelemetrySettings = TelemetrySettings()
     client: GrpcClientSettings = GrpcClientSettings()
-    platforms: tuple[str, ...] = setting(
-        "CDP_PLATFORMS", default=KNOWN_PLATFORMS, doc="platform names the suite accepts"
-    )
+    platforms: tuple[str, ...] = platforms_setting()
     attributes_file: Path | None = setting(
         "CDP_SEGMENTATION_ATTRIBUTES_FILE",
         default=None,
