@@ -27,7 +27,14 @@ from cdp_mappings.model import FieldMapping, FieldType, Mapping, MappingSet, Pla
 from cdp_mappings.paths import PathError, parse_path
 from cdp_mappings.targets import rules_for
 from cdp_mappings.transforms import TRANSFORMS
-from cdp_settings.config_files import ConfigError, ConfigProblem, LineDict, LineList, load_yaml
+from cdp_settings.config_files import (
+    ConfigError,
+    ConfigProblem,
+    LineDict,
+    LineList,
+    load_yaml,
+    read_config_file,
+)
 from cdp_settings.platforms import KNOWN_PLATFORMS
 
 # The platforms the suite knows by default (CDP_PLATFORMS); callers pass their own setting.
@@ -325,10 +332,4 @@ def load_mappings(
     path: Path, *, platforms: Collection[str] | None = DEFAULT_PLATFORMS
 ) -> MappingSet:
     """Reads and validates the mapping file at `path` (see `parse_mappings`)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(
-            [ConfigProblem(str(path), 0, "", f"cannot read the file: {error.strerror or error}")]
-        ) from None
-    return parse_mappings(text, str(path), platforms=platforms)
+    return parse_mappings(read_config_file(path), str(path), platforms=platforms)

@@ -16,7 +16,7 @@ from typing import Any
 
 from cdp_mappings import ConfigError, ConfigProblem, MappingSet, load_mappings, load_yaml
 from cdp_profile.domain.strategies import Strategy, StrategyBook, StrategyName, StrategyRule
-from cdp_settings.config_files import LineDict, LineList
+from cdp_settings.config_files import LineDict, LineList, read_config_file
 
 HERE = Path(__file__).parent
 DEFAULT_STRATEGIES_FILE = HERE / "strategies.yaml"
@@ -170,13 +170,7 @@ def parse_strategies(text: str, filename: str, *, platforms: Collection[str]) ->
 
 
 def load_strategies(path: Path, *, platforms: Collection[str]) -> StrategyBook:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(
-            [ConfigProblem(str(path), 0, "", f"cannot read the file: {error.strerror or error}")]
-        ) from None
-    return parse_strategies(text, str(path), platforms=platforms)
+    return parse_strategies(read_config_file(path), str(path), platforms=platforms)
 
 
 def load_profile_config(
