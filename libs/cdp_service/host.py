@@ -54,8 +54,8 @@ OnServing = Callable[[GrpcServer], Awaitable[None]]
 class ServiceHost:
     """One service process's shared resources, each closed on the way out of `hosting`.
 
-    `stack` is the AsyncExitStack they live on: a service pushes its own resources (a
-    connector gateway, an HTTP site) onto it in the same order discipline.
+    `stack` is the AsyncExitStack they live on: a service pushes its own resources (its
+    connector channels, a platform API client) onto it at the point where it opens them.
     """
 
     def __init__(
