@@ -13,7 +13,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -21,12 +24,20 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from cdp_bus.envelope import CloudEvent
+from cdp_bus.envelope import JSON, CloudEvent
 from cdp_bus.subjects import dead_letter_subject
 from cdp_bus.tracing import consumer_span, propagate_context
 from cdp_telemetry.pii import redact
 
 logger = logging.getLogger(__name__)
+
+
+class PoisonMessage(Exception):
+    """Raised by a handler for a message that can never be applied (malformed, unknown
+    version): it is dead-lettered at once instead of being retried."""
+
+
+M = TypeVar("M", bound=Message)
 
 
 @dataclass(frozen=True)
@@ -36,14 +47,26 @@ class ReceivedEvent:
     # 1 on first delivery.
     delivery_attempt: int
 
+    def decode(self, message_type: type[M]) -> M:
+        """The body as a `message_type`: protobuf, or JSON when the content type says so
+        (CloudEvents allow both; unknown JSON fields are ignored). Raises PoisonMessage when
+        the body is not one, since no retry can make it readable."""
+        message = message_type()
+        try:
+            if self.event.content_type.startswith(JSON):
+                json_format.Parse(self.event.data, message, ignore_unknown_fields=True)
+            else:
+                message.ParseFromString(self.event.data)
+        except (DecodeError, json_format.ParseError, UnicodeDecodeError) as error:
+            raise PoisonMessage(
+                f"{self.subject} body is not a {message.DESCRIPTOR.full_name}: "
+                f"{type(error).__name__}"
+            ) from None
+        return message
+
 
 Handler = Callable[[ReceivedEvent], Awaitable[None]]
 BatchHandler = Callable[[list[ReceivedEvent]], Awaitable[None]]
-
-
-class PoisonMessage(Exception):
-    """Raised by a handler for a message that can never be applied (malformed, unknown
-    version): it is dead-lettered at once instead of being retried."""
 
 
 class DurableConsumer:

@@ -2,7 +2,13 @@
 
 from cdp_grpc.channel import GrpcClientSettings, create_channel
 from cdp_grpc.errors import ErrorMappingInterceptor, field_violations_of
-from cdp_grpc.lifecycle import background, load_settings_or_exit, run_main, stop_on_signals
+from cdp_grpc.lifecycle import (
+    background,
+    exit_on,
+    load_settings_or_exit,
+    run_main,
+    stop_on_signals,
+)
 from cdp_grpc.server import GrpcServer, GrpcServerSettings, ServiceRegistration, serving
 
 __all__ = [
@@ -13,6 +19,7 @@ __all__ = [
     "ServiceRegistration",
     "background",
     "create_channel",
+    "exit_on",
     "field_violations_of",
     "load_settings_or_exit",
     "run_main",

@@ -25,6 +25,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry import trace
 
+from cdp.common.v1 import common_pb2
 from cdp_errors import (
     AlreadyExists,
     DomainError,
@@ -83,6 +84,19 @@ def rich_status(error: DomainError) -> tuple[grpc.StatusCode, str, bytes]:
         details.append(packed)
     status = status_pb2.Status(code=code.value[0], message=message, details=details)
     return code, message, status.SerializeToString()
+
+
+def item_error(error: DomainError) -> common_pb2.ItemError:
+    """The per-item error of a batch response (`cdp.common.v1.ItemError`): the code, message
+    and field violations a unary call failing with `error` would have answered."""
+    code, message, _ = rich_status(error)
+    item = common_pb2.ItemError(code=code.value[0], message=message)
+    if isinstance(error, InvalidArgument):
+        item.field_violations.extend(
+            common_pb2.FieldViolation(field=v.field, description=v.description)
+            for v in error.violations
+        )
+    return item
 
 
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: DomainError) -> None:

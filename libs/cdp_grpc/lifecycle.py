@@ -1,10 +1,11 @@
 """Process lifecycle shared by every service's `main`.
 
-`main()` loads settings (exiting with a message naming each bad variable), then
-`run_main(serve(settings))`. Inside `serve`, resources go on one `AsyncExitStack` in the
-order telemetry, database, NATS, background workers, gRPC server, so that on SIGTERM they
-close in reverse: health NOT_SERVING and `server.stop(grace)` first, then workers, NATS
-drain, engine dispose and finally the tracer flush.
+`main()` loads settings (exiting with a message naming each bad variable: `exit_on`,
+`load_settings_or_exit`), then `run_main(serve(settings))`. Inside `serve`, resources go on
+one `AsyncExitStack` (`cdp_service.hosting`) in the order telemetry, database, NATS,
+background workers, gRPC server, so that on SIGTERM they close in reverse: health
+NOT_SERVING and `server.stop(grace)` first, then workers, NATS drain, engine dispose and
+finally the tracer flush.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from cdp_settings import SettingsError, load_settings
@@ -26,13 +27,22 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+@contextlib.contextmanager
+def exit_on(*errors: type[Exception], heading: str = "") -> Iterator[None]:
+    """For `main`'s start-up checks: an error of `errors` raised in the block is printed
+    (under `heading`) to stderr and the process exits with 2, before anything starts."""
+    try:
+        yield
+    except errors as error:
+        print(f"error: {heading}\n{error}" if heading else f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def load_settings_or_exit(cls: type[T]) -> T:
     """Settings from the environment; on any problem prints them all and exits with 2."""
-    try:
-        return load_settings(cls)
-    except SettingsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    with exit_on(SettingsError):
+        settings = load_settings(cls)
+    return settings
 
 
 # How long a service may take to shut down after the stop signal before it exits anyway.

@@ -27,7 +27,14 @@ from cdp_mappings.model import FieldMapping, FieldType, Mapping, MappingSet, Pla
 from cdp_mappings.paths import PathError, parse_path
 from cdp_mappings.targets import rules_for
 from cdp_mappings.transforms import TRANSFORMS
-from cdp_settings.config_files import ConfigError, ConfigProblem, LineDict, LineList, load_yaml
+from cdp_settings.config_files import (
+    ConfigError,
+    ConfigProblem,
+    LineList,
+    line_of,
+    load_yaml,
+    read_config_file,
+)
 from cdp_settings.platforms import KNOWN_PLATFORMS
 
 # The platforms the suite knows by default (CDP_PLATFORMS); callers pass their own setting.
@@ -45,14 +52,6 @@ class _Collector:
 
     def add(self, line: int, entry: str, message: str) -> None:
         self.problems.append(ConfigProblem(self.filename, line, entry, message))
-
-
-def _line(node: Any, key: str | None = None, default: int = 0) -> int:
-    if isinstance(node, LineDict):
-        return node.key_lines.get(key, node.line) if key is not None else node.line
-    if isinstance(node, LineList):
-        return node.line
-    return default
 
 
 def _transforms(raw: Any) -> tuple[list[str], str | None]:
@@ -86,13 +85,13 @@ def _parse_entry(
     if not isinstance(raw, dict):
         out.add(line, entry, "must be a mapping with from, to and optional transform")
         return None
-    line = _line(raw, default=line)
+    line = line_of(raw, default=line)
     label = f"{entry} ({raw.get('from')} -> {raw.get('to')})"
     ok = True
     for key in raw:
         if key not in _ENTRY_KEYS:
             out.add(
-                _line(raw, key, line),
+                line_of(raw, key, line),
                 label,
                 f"unknown key {key!r} (expected {', '.join(_ENTRY_KEYS)})",
             )
@@ -106,16 +105,16 @@ def _parse_entry(
         try:
             paths[key] = parse_path(raw[key])
         except PathError as error:
-            out.add(_line(raw, key, line), label, f"{key}: {error}")
+            out.add(line_of(raw, key, line), label, f"{key}: {error}")
             ok = False
     names, malformed = _transforms(raw.get("transform"))
     if malformed:
-        out.add(_line(raw, "transform", line), label, malformed)
+        out.add(line_of(raw, "transform", line), label, malformed)
         ok = False
     for name in names:
         if name not in TRANSFORMS:
             out.add(
-                _line(raw, "transform", line),
+                line_of(raw, "transform", line),
                 label,
                 f"transform: unknown transform {name!r} (known: {', '.join(TRANSFORMS)})",
             )
@@ -131,21 +130,21 @@ def _parse_entry(
         except ValueError:
             known = ", ".join(t.value for t in FieldType)
             out.add(
-                _line(raw, "type", line), label, f"type: unknown type {raw['type']!r} ({known})"
+                line_of(raw, "type", line), label, f"type: unknown type {raw['type']!r} ({known})"
             )
             ok = False
     label_text = raw.get("label", "")
     if not isinstance(label_text, str) or len(label_text) > 100:
-        out.add(_line(raw, "label", line), label, "label: must be text of at most 100 characters")
+        out.add(line_of(raw, "label", line), label, "label: must be text of at most 100 characters")
         ok = False
     rules = rules_for(target)
     if "to" in paths:
         for problem in rules.check_path(paths["to"], tuple(names)):
-            out.add(_line(raw, "to", line), label, problem)
+            out.add(line_of(raw, "to", line), label, problem)
             ok = False
         if rules.field_tag(paths["to"]) is not None:
             for problem in rules.check_type(field_type):
-                out.add(_line(raw, "type", line), label, problem)
+                out.add(line_of(raw, "type", line), label, problem)
                 ok = False
     if not ok:
         return None
@@ -171,21 +170,21 @@ def _parse_mapping(
     if not isinstance(raw, dict):
         out.add(line, entry, "must be a mapping with source, target and fields")
         return None
-    line = _line(raw, default=line)
+    line = line_of(raw, default=line)
     ok = True
     for key in raw:
         if key not in _MAPPING_KEYS:
             out.add(
-                _line(raw, key, line),
+                line_of(raw, key, line),
                 entry,
                 f"unknown key {key!r} (expected {', '.join(_MAPPING_KEYS)})",
             )
             ok = False
     source = _check_platform(
-        raw.get("source"), "source", platforms, out, _line(raw, "source", line), entry
+        raw.get("source"), "source", platforms, out, line_of(raw, "source", line), entry
     )
     target = _check_platform(
-        raw.get("target"), "target", platforms, out, _line(raw, "target", line), entry
+        raw.get("target"), "target", platforms, out, line_of(raw, "target", line), entry
     )
     if source is None or target is None:
         return None
@@ -195,7 +194,7 @@ def _parse_mapping(
         return None
     fields = raw.get("fields")
     if not isinstance(fields, list) or not fields:
-        out.add(_line(raw, "fields", line), entry, "fields: must be a non-empty list of entries")
+        out.add(line_of(raw, "fields", line), entry, "fields: must be a non-empty list of entries")
         return None
     item_lines = fields.item_lines if isinstance(fields, LineList) else []
     parsed: list[FieldMapping] = []
@@ -244,12 +243,12 @@ def parse_mappings(
         return MappingSet(file=filename)
     if not isinstance(document, dict) or set(document) - {"mappings"}:
         out.add(
-            _line(document, default=1), "", "the file must be a mapping with one key, `mappings`"
+            line_of(document, default=1), "", "the file must be a mapping with one key, `mappings`"
         )
         raise ConfigError(out.problems)
     raw_mappings = document.get("mappings") or []
     if not isinstance(raw_mappings, list):
-        out.add(_line(document, "mappings", 1), "", "mappings: must be a list")
+        out.add(line_of(document, "mappings", 1), "", "mappings: must be a list")
         raise ConfigError(out.problems)
     item_lines = raw_mappings.item_lines if isinstance(raw_mappings, LineList) else []
     mappings: list[Mapping] = []
@@ -325,10 +324,4 @@ def load_mappings(
     path: Path, *, platforms: Collection[str] | None = DEFAULT_PLATFORMS
 ) -> MappingSet:
     """Reads and validates the mapping file at `path` (see `parse_mappings`)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(
-            [ConfigProblem(str(path), 0, "", f"cannot read the file: {error.strerror or error}")]
-        ) from None
-    return parse_mappings(text, str(path), platforms=platforms)
+    return parse_mappings(read_config_file(path), str(path), platforms=platforms)

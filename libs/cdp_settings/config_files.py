@@ -10,6 +10,7 @@ validator can say `mappings.yaml:14: mapping crm -> mailchimp, entry 2: ...` ins
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -94,6 +95,17 @@ class ConfigError(Exception):
             raise ValueError("ConfigError needs at least one problem")
         self.problems = problems
         super().__init__("\n".join(str(problem) for problem in problems))
+
+
+def read_config_file(path: Path) -> str:
+    """The text of the configuration file at `path`; a ConfigError naming the file when it
+    cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(
+            [ConfigProblem(str(path), 0, "", f"cannot read the file: {error.strerror or error}")]
+        ) from None
 
 
 def load_yaml(text: str, filename: str) -> Any:

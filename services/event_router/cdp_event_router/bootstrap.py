@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
-
 from cdp.events.v1 import events_pb2, events_pb2_grpc
-from cdp_bus import DurableConsumer, check_nats, close_nats, connect_nats, ensure_streams
+from cdp_bus import DurableConsumer
 from cdp_bus.subjects import (
     IDENTITY_FORGOTTEN,
     IDENTITY_MERGED,
     IDENTITY_UNMERGED,
     event_subject,
 )
-from cdp_db import Database, apply_migrations, create_database_engine
 from cdp_event_router.adapters import codec
 from cdp_event_router.adapters.config_files import (
     DEFAULTS,
@@ -40,15 +36,9 @@ from cdp_event_router.service_layer.ingest import EventIngest
 from cdp_event_router.service_layer.replay import EventReplayer
 from cdp_event_router.service_layer.triggers import TriggerRunner
 from cdp_event_router.settings import DEFAULT_PORT, EventRouterSettings, parse_write_keys
-from cdp_grpc import (
-    GrpcServer,
-    ServiceRegistration,
-    background,
-    create_channel,
-    serving,
-    stop_on_signals,
-)
-from cdp_telemetry import Telemetry, configure_telemetry
+from cdp_grpc import GrpcServer, ServiceRegistration
+from cdp_service import OnServing, hosting
+from cdp_telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -75,19 +65,6 @@ def load_config(settings: EventRouterSettings) -> RouterConfig:
     )
 
 
-@contextlib.asynccontextmanager
-async def http_site(app: web.Application, host: str, port: int) -> AsyncIterator[int]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = runner.addresses[0][1] if runner.addresses else port
-    try:
-        yield int(bound)
-    finally:
-        await runner.cleanup()
-
-
 @dataclass
 class RunningRouter:
     server: GrpcServer
@@ -100,60 +77,42 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     telemetry: Telemetry | None = None,
-    on_serving: Callable[[GrpcServer], Awaitable[None]] | None = None,
+    on_serving: OnServing | None = None,
     on_running: Callable[[RunningRouter], Awaitable[None]] | None = None,
 ) -> None:
     config = load_config(settings)
-    stop = stop or stop_on_signals()
-    async with contextlib.AsyncExitStack() as stack:
-        if telemetry is None:
-            telemetry = configure_telemetry(SERVICE_NAME, settings.telemetry)
-            stack.callback(telemetry.shutdown)
-        tracer = telemetry.tracer("cdp.sql")
-        engine = create_database_engine(settings.database, application_name=SERVICE_NAME)
-        telemetry.instrument_engine(engine)
-        database = Database(engine)
-        stack.push_async_callback(database.dispose)
-        await apply_migrations(engine, schema=SCHEMA, migrations_dir=MIGRATIONS)
-        await database.open_pool(settings.database.url, max_size=settings.database.pool_size)
+    async with hosting(SERVICE_NAME, settings.telemetry, telemetry=telemetry, stop=stop) as host:
+        tracer = host.telemetry.tracer("cdp.sql")
+        database = await host.open_database(
+            settings.database, schema=SCHEMA, migrations=MIGRATIONS, asyncpg_pool=True
+        )
+        js = await host.connect_nats(settings.nats)
+        identity_channel = host.dial(settings.identity_addr, settings.clients)
+        profile_channel = host.dial(settings.profile_addr, settings.clients)
 
-        nats_client = await connect_nats(settings.nats, name=SERVICE_NAME)
-        stack.push_async_callback(close_nats, nats_client)
-        js = nats_client.jetstream()
-        await ensure_streams(js, replicas=settings.nats.stream_replicas)
-
-        identity_channel = create_channel(settings.identity_addr, settings.clients,
-                                          telemetry=telemetry)
-        stack.push_async_callback(identity_channel.close, None)
-        profile_channel = create_channel(settings.profile_addr, settings.clients,
-                                         telemetry=telemetry)
-        stack.push_async_callback(profile_channel.close, None)
-
-        relay = EventRelay(database, js, tracer=telemetry.tracer("cdp.events.relay"),
+        relay = EventRelay(database, js, tracer=host.telemetry.tracer("cdp.events.relay"),
                            batch_size=settings.batch_size,
                            batch_max_delay=settings.batch_max_delay_seconds)
-        stack.push_async_callback(relay.flush)
-        await stack.enter_async_context(background(relay.run(), name="event-relay"))
+        host.stack.push_async_callback(relay.flush)
+        await host.run_in_background(relay.run(), name="event-relay")
 
         follower = IdentityFollower(database, tracer=tracer)
         identity_consumer = DurableConsumer(
             js, stream="CDP_IDENTITY", durable="event-router-identity",
             subjects=[IDENTITY_MERGED, IDENTITY_UNMERGED, IDENTITY_FORGOTTEN],
-            handler=IdentityHandler(follower), tracer=telemetry.tracer("cdp.bus"),
+            handler=IdentityHandler(follower), tracer=host.telemetry.tracer("cdp.bus"),
         )
-        await stack.enter_async_context(
-            background(identity_consumer.run(), name="identity-consumer"))
+        await host.run_in_background(identity_consumer.run(), name="identity-consumer")
         if settings.triggers_enabled and config.triggers.triggers:
             runner = TriggerRunner(database, ProfileClient(profile_channel), config.triggers,
                                    tracer=tracer)
             trigger_consumer = DurableConsumer(
                 js, stream="CDP_EVENTS", durable="event-router-triggers",
                 subjects=[event_subject(t) for t in config.triggers.event_types],
-                batch_handler=TriggerHandler(runner), tracer=telemetry.tracer("cdp.bus"),
+                batch_handler=TriggerHandler(runner), tracer=host.telemetry.tracer("cdp.bus"),
                 batch_size=200,
             )
-            await stack.enter_async_context(
-                background(trigger_consumer.run(), name="trigger-consumer"))
+            await host.run_in_background(trigger_consumer.run(), name="trigger-consumer")
 
         ingest = EventIngest(
             database, IdentityClient(identity_channel), config.routing,
@@ -163,28 +122,22 @@ async def serve(
         )
         replayer = EventReplayer(database, js, config.routing, tracer=tracer)
         servicer = EventRouterServicer(ingest, replayer, database, tracer=tracer)
-        http_port = await stack.enter_async_context(http_site(
-            TrackingApi(ingest, config.write_keys).app(), settings.http_host, settings.http_port))
-        server = GrpcServer(
+        http_port = await host.serve_http(
+            TrackingApi(ingest, config.write_keys).app(), settings.http_host, settings.http_port)
+        logger.info("event router HTTP tracking API on port %d", http_port)
+
+        async def announce(server: GrpcServer) -> None:
+            if on_serving is not None:
+                await on_serving(server)
+            if on_running is not None:
+                await on_running(RunningRouter(server, http_port, relay))
+
+        await host.serve(
             settings.grpc,
-            [ServiceRegistration(
+            ServiceRegistration(
                 events_pb2_grpc.add_EventRouterServiceServicer_to_server, servicer,
                 events_pb2.DESCRIPTOR.services_by_name["EventRouterService"].full_name,
-            )],
-            telemetry=telemetry,
+            ),
             default_port=DEFAULT_PORT,
+            on_serving=announce,
         )
-
-        async def readiness() -> None:
-            await database.ping()
-            await check_nats(nats_client)
-
-        await stack.enter_async_context(serving(server, readiness=readiness))
-        logger.info("event router serving gRPC on %s, HTTP tracking API on port %d",
-                    server.address, http_port)
-        if on_serving is not None:
-            await on_serving(server)
-        if on_running is not None:
-            await on_running(RunningRouter(server, http_port, relay))
-        await stop.wait()
-        logger.info("event router stopping")

@@ -7,9 +7,7 @@ what tests call with overrides (a fake unit of work, a fixed clock).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,16 +15,8 @@ from pathlib import Path
 from opentelemetry import trace
 
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
-from cdp_bus import (
-    OutboxRelay,
-    SqlOutbox,
-    check_nats,
-    close_nats,
-    connect_nats,
-    ensure_streams,
-)
-from cdp_db import Database, apply_migrations, create_database_engine
-from cdp_grpc import GrpcServer, ServiceRegistration, background, serving, stop_on_signals
+from cdp_db import Database
+from cdp_grpc import ServiceRegistration
 from cdp_identity.adapters.tables import SCHEMA
 from cdp_identity.adapters.unit_of_work import SqlIdentityUnitOfWork
 from cdp_identity.domain.identifiers import (
@@ -40,9 +30,8 @@ from cdp_identity.entrypoints.grpc_servicer import IdentityServicer
 from cdp_identity.service_layer.ports import IdentityUnitOfWork
 from cdp_identity.service_layer.resolver import IdentityResolver, ResolverPolicy, utc_now
 from cdp_identity.settings import DEFAULT_PORT, IdentitySettings
-from cdp_telemetry import Telemetry, configure_telemetry
-
-logger = logging.getLogger(__name__)
+from cdp_service import OnServing, hosting
+from cdp_telemetry import Telemetry
 
 SERVICE_NAME = "cdp-identity"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -92,59 +81,29 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     telemetry: Telemetry | None = None,
-    on_serving: Callable[[GrpcServer], Awaitable[None]] | None = None,
+    on_serving: OnServing | None = None,
 ) -> None:
     """Runs the service until `stop` is set (SIGTERM / SIGINT by default)."""
-    stop = stop or stop_on_signals()
-    async with contextlib.AsyncExitStack() as stack:
-        if telemetry is None:
-            telemetry = configure_telemetry(SERVICE_NAME, settings.telemetry)
-            stack.callback(telemetry.shutdown)
-        engine = create_database_engine(settings.database, application_name=SERVICE_NAME)
-        telemetry.instrument_engine(engine)
-        database = Database(engine)
-        stack.push_async_callback(database.dispose)
-        await apply_migrations(engine, schema=SCHEMA, migrations_dir=MIGRATIONS)
-        await database.open_pool(settings.database.url, max_size=settings.database.pool_size)
-
-        nats_client = await connect_nats(settings.nats, name=SERVICE_NAME)
-        stack.push_async_callback(close_nats, nats_client)
-        js = nats_client.jetstream()
-        await ensure_streams(js, replicas=settings.nats.stream_replicas)
-
-        outbox = SqlOutbox(SCHEMA)
-        relay = OutboxRelay(database, outbox, js, tracer=telemetry.tracer("cdp.outbox"))
-        # On the way out: stop relaying, publish what the last calls committed, then drain.
-        stack.push_async_callback(relay.flush)
-        await stack.enter_async_context(background(relay.run(), name="outbox-relay"))
-
-        sql_tracer = telemetry.tracer("cdp.sql")
+    async with hosting(SERVICE_NAME, settings.telemetry, telemetry=telemetry, stop=stop) as host:
+        database = await host.open_database(
+            settings.database, schema=SCHEMA, migrations=MIGRATIONS, asyncpg_pool=True
+        )
+        await host.connect_nats(settings.nats)
+        outbox = await host.start_outbox_relay(SCHEMA)
+        sql_tracer = host.telemetry.tracer("cdp.sql")
         app = build_app(
             settings,
             database=database,
             uow_factory=lambda: SqlIdentityUnitOfWork(database.sessions, outbox, sql_tracer),
             tracer=sql_tracer,
         )
-        server = GrpcServer(
+        await host.serve(
             settings.grpc,
-            [
-                ServiceRegistration(
-                    identity_pb2_grpc.add_IdentityServiceServicer_to_server,
-                    app.servicer,
-                    identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
-                )
-            ],
-            telemetry=telemetry,
+            ServiceRegistration(
+                identity_pb2_grpc.add_IdentityServiceServicer_to_server,
+                app.servicer,
+                identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
+            ),
             default_port=DEFAULT_PORT,
+            on_serving=on_serving,
         )
-
-        async def readiness() -> None:
-            await database.ping()
-            await check_nats(nats_client)
-
-        await stack.enter_async_context(serving(server, readiness=readiness))
-        logger.info("identity service serving on %s", server.address)
-        if on_serving is not None:
-            await on_serving(server)
-        await stop.wait()
-        logger.info("identity service stopping")

@@ -7,31 +7,14 @@ is what tests call with fakes (a unit of work, an identity port, connectors, a c
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
-from cdp_bus import (
-    OutboxRelay,
-    SqlOutbox,
-    check_nats,
-    close_nats,
-    connect_nats,
-    ensure_streams,
-)
-from cdp_db import Database, apply_migrations, create_database_engine
-from cdp_grpc import (
-    GrpcServer,
-    ServiceRegistration,
-    background,
-    create_channel,
-    serving,
-    stop_on_signals,
-)
+from cdp_connector_client import ConnectorChannels
+from cdp_grpc import ServiceRegistration
 from cdp_profile.adapters.connector_client import GrpcConnectorGateway
 from cdp_profile.adapters.identity_client import GrpcIdentityClient
 from cdp_profile.adapters.tables import SCHEMA
@@ -46,9 +29,8 @@ from cdp_profile.service_layer.ports import ConnectorPort, IdentityPort, Profile
 from cdp_profile.service_layer.queries import ProfileQueries
 from cdp_profile.service_layer.sync import ProfileSyncer
 from cdp_profile.settings import DEFAULT_PORT, ProfileSettings
-from cdp_telemetry import Telemetry, configure_telemetry
-
-logger = logging.getLogger(__name__)
+from cdp_service import OnServing, hosting
+from cdp_telemetry import Telemetry
 
 SERVICE_NAME = "cdp-profile"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -122,41 +104,24 @@ async def serve(
     config: ProfileConfig | None = None,
     stop: asyncio.Event | None = None,
     telemetry: Telemetry | None = None,
-    on_serving: Callable[[GrpcServer], Awaitable[None]] | None = None,
+    on_serving: OnServing | None = None,
 ) -> None:
     """Runs the service until `stop` is set (SIGTERM / SIGINT by default)."""
     config = config or config_for(settings)
-    stop = stop or stop_on_signals()
-    async with contextlib.AsyncExitStack() as stack:
-        if telemetry is None:
-            telemetry = configure_telemetry(SERVICE_NAME, settings.telemetry)
-            stack.callback(telemetry.shutdown)
-        engine = create_database_engine(settings.database, application_name=SERVICE_NAME)
-        telemetry.instrument_engine(engine)
-        database = Database(engine)
-        stack.push_async_callback(database.dispose)
-        await apply_migrations(engine, schema=SCHEMA, migrations_dir=MIGRATIONS)
-
-        nats_client = await connect_nats(settings.nats, name=SERVICE_NAME)
-        stack.push_async_callback(close_nats, nats_client)
-        js = nats_client.jetstream()
-        await ensure_streams(js, replicas=settings.nats.stream_replicas)
-
-        outbox = SqlOutbox(SCHEMA)
-        relay = OutboxRelay(database, outbox, js, tracer=telemetry.tracer("cdp.outbox"))
-        stack.push_async_callback(relay.flush)
-        await stack.enter_async_context(background(relay.run(), name="outbox-relay"))
+    async with hosting(SERVICE_NAME, settings.telemetry, telemetry=telemetry, stop=stop) as host:
+        database = await host.open_database(
+            settings.database, schema=SCHEMA, migrations=MIGRATIONS
+        )
+        js = await host.connect_nats(settings.nats)
+        outbox = await host.start_outbox_relay(SCHEMA)
 
         # Peers are dialled lazily: the profile service serves (and ingests fragments that
         # carry a customer id) while identity or a connector is still starting.
-        identity_channel = create_channel(
-            settings.identity_address, settings.client, telemetry=telemetry
+        identity_channel = host.dial(settings.identity_address, settings.client)
+        connectors = ConnectorChannels(
+            dict(settings.connector_addresses), settings.client, telemetry=host.telemetry
         )
-        stack.push_async_callback(identity_channel.close, None)
-        connectors = GrpcConnectorGateway(
-            dict(settings.connector_addresses), settings.client, telemetry=telemetry
-        )
-        stack.push_async_callback(connectors.close)
+        host.stack.push_async_callback(connectors.close)
 
         processed = inbox()
         app = build_app(
@@ -166,33 +131,19 @@ async def serve(
             identity=GrpcIdentityClient(
                 identity_channel, timeout=settings.client.default_timeout_seconds
             ),
-            connectors=connectors,
+            connectors=GrpcConnectorGateway(connectors),
         )
         consumer = identity_consumer(
-            js, app.identity_events, tracer=telemetry.tracer("cdp.profile.consumer")
+            js, app.identity_events, tracer=host.telemetry.tracer("cdp.profile.consumer")
         )
-        await stack.enter_async_context(background(consumer.run(), name="identity-events"))
-
-        server = GrpcServer(
+        await host.run_in_background(consumer.run(), name="identity-events")
+        await host.serve(
             settings.grpc,
-            [
-                ServiceRegistration(
-                    profile_pb2_grpc.add_ProfileServiceServicer_to_server,
-                    app.servicer,
-                    profile_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name,
-                )
-            ],
-            telemetry=telemetry,
+            ServiceRegistration(
+                profile_pb2_grpc.add_ProfileServiceServicer_to_server,
+                app.servicer,
+                profile_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name,
+            ),
             default_port=DEFAULT_PORT,
+            on_serving=on_serving,
         )
-
-        async def readiness() -> None:
-            await database.ping()
-            await check_nats(nats_client)
-
-        await stack.enter_async_context(serving(server, readiness=readiness))
-        logger.info("profile service serving on %s", server.address)
-        if on_serving is not None:
-            await on_serving(server)
-        await stop.wait()
-        logger.info("profile service stopping")

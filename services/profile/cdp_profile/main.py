@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from cdp_grpc import run_main
+from cdp_grpc import exit_on, run_main
 from cdp_mappings import ConfigError
 from cdp_profile.bootstrap import SERVICE_NAME, config_for, serve
 from cdp_profile.settings import load_profile_settings
@@ -13,16 +11,10 @@ from cdp_telemetry import configure_logging
 
 
 def main() -> None:
-    try:
+    with exit_on(SettingsError):
         settings = load_profile_settings()
-    except SettingsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    try:
+    with exit_on(ConfigError, heading="invalid profile configuration:"):
         config = config_for(settings)
-    except ConfigError as error:
-        print(f"error: invalid profile configuration:\n{error}", file=sys.stderr)
-        raise SystemExit(2) from None
     configure_logging(
         SERVICE_NAME, level=settings.telemetry.log_level, fmt=settings.telemetry.log_format
     )

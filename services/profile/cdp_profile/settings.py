@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cdp_bus import NatsSettings
+from cdp_connector_client import connector_addresses
 from cdp_db import DatabaseSettings
 from cdp_grpc import GrpcClientSettings, GrpcServerSettings
 from cdp_settings import SettingsError, load_settings, setting
@@ -16,7 +16,6 @@ from cdp_settings.platforms import platforms_setting
 from cdp_telemetry import TelemetrySettings
 
 DEFAULT_PORT = 50052
-_ADDRESS = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$|^unix:.+$")
 
 
 @dataclass(frozen=True)
@@ -76,35 +75,12 @@ class ProfileSettings:
         return dict(self.connector_addresses).get(platform)
 
 
-def connector_variable(platform: str) -> str:
-    return f"CDP_CONNECTOR_{platform.upper().replace('-', '_')}_ADDR"
-
-
-def service_variable(platform: str) -> str:
-    return f"CDP_{platform.upper().replace('-', '_')}_ADDR"
-
-
 def load_profile_settings(environ: Mapping[str, str] | None = None) -> ProfileSettings:
     """Settings from the environment, connector addresses included; SettingsError names
     every bad variable."""
     environ = os.environ if environ is None else environ
     settings = load_settings(ProfileSettings, environ)
-    addresses: list[tuple[str, str]] = []
-    problems: list[str] = []
-    for platform in settings.platforms:
-        variable = connector_variable(platform)
-        raw = environ.get(variable, "").strip()
-        if not raw:
-            # `cdp up` tells every service where each other service listens as
-            # CDP_<NAME>_ADDR; a connector service is named after its platform.
-            variable = service_variable(platform)
-            raw = environ.get(variable, "").strip()
-        if not raw:
-            continue
-        if not _ADDRESS.match(raw):
-            problems.append(f"{variable}={raw!r} is not host:port")
-            continue
-        addresses.append((platform, raw))
+    addresses, problems = connector_addresses(settings.platforms, environ)
     if problems:
         raise SettingsError(problems)
-    return replace(settings, connector_addresses=tuple(addresses))
+    return replace(settings, connector_addresses=addresses)

@@ -8,17 +8,16 @@ own connectors and clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from cdp.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
-from cdp_bus import OutboxRelay, SqlOutbox, check_nats, close_nats, connect_nats, ensure_streams
-from cdp_db import Database, TracedConnection, apply_migrations, create_database_engine
-from cdp_grpc import GrpcServer, ServiceRegistration, background, serving, stop_on_signals
+from cdp_connector_client import ConnectorChannels
+from cdp_db import TracedConnection
+from cdp_grpc import ServiceRegistration
 from cdp_segmentation.adapters.catalog import apply_declared_fields
 from cdp_segmentation.adapters.clock import ShiftedClock, utc_now
 from cdp_segmentation.adapters.connector_client import GrpcConnectors
@@ -37,7 +36,8 @@ from cdp_segmentation.service_layer.segments import SegmentService
 from cdp_segmentation.service_layer.sync import SegmentSyncer, SyncLock, SyncOptions
 from cdp_segmentation.service_layer.time_passing import TimeReevaluator
 from cdp_segmentation.settings import DEFAULT_PORT, SegmentationSettings
-from cdp_telemetry import Telemetry, configure_telemetry
+from cdp_service import OnServing, hosting
+from cdp_telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ async def serve(
     attributes: Mapping[str, FieldSpec] | None = None,
     stop: asyncio.Event | None = None,
     telemetry: Telemetry | None = None,
-    on_serving: Callable[[GrpcServer], Awaitable[None]] | None = None,
+    on_serving: OnServing | None = None,
     on_app: Callable[[SegmentationApp], None] | None = None,
     clock: Callable[[], datetime] | None = None,
     run_scheduler: bool = True,
@@ -134,40 +134,26 @@ async def serve(
     """
     attributes = attributes if attributes is not None else attributes_for(settings)
     clock = clock or clock_for(settings)
-    stop = stop or stop_on_signals()
-    async with contextlib.AsyncExitStack() as stack:
-        if telemetry is None:
-            telemetry = configure_telemetry(SERVICE_NAME, settings.telemetry)
-            stack.callback(telemetry.shutdown)
-        engine = create_database_engine(settings.database, application_name=SERVICE_NAME)
-        telemetry.instrument_engine(engine)
-        database = Database(engine)
-        stack.push_async_callback(database.dispose)
-        await apply_migrations(engine, schema=SCHEMA, migrations_dir=MIGRATIONS)
-        tracer = telemetry.tracer("cdp.segmentation.sql")
+    async with hosting(SERVICE_NAME, settings.telemetry, telemetry=telemetry, stop=stop) as host:
+        database = await host.open_database(
+            settings.database, schema=SCHEMA, migrations=MIGRATIONS
+        )
+        tracer = host.telemetry.tracer("cdp.segmentation.sql")
         async with database.raw_connection() as raw:
             changes = await apply_declared_fields(TracedConnection(raw, tracer), attributes)
         for change in changes:
             logger.info("attribute schema: %s", change)
 
-        nats_client = await connect_nats(settings.nats, name=SERVICE_NAME)
-        stack.push_async_callback(close_nats, nats_client)
-        js = nats_client.jetstream()
-        await ensure_streams(js, replicas=settings.nats.stream_replicas)
-
-        outbox = SqlOutbox(SCHEMA)
-        relay = OutboxRelay(database, outbox, js, tracer=telemetry.tracer("cdp.outbox"))
-        stack.push_async_callback(relay.flush)
-        await stack.enter_async_context(background(relay.run(), name="outbox-relay"))
-
-        connectors = GrpcConnectors(
-            dict(settings.connector_addresses), settings.client, telemetry=telemetry
+        js = await host.connect_nats(settings.nats)
+        outbox = await host.start_outbox_relay(SCHEMA)
+        connectors = ConnectorChannels(
+            dict(settings.connector_addresses), settings.client, telemetry=host.telemetry
         )
-        stack.push_async_callback(connectors.close)
+        host.stack.push_async_callback(connectors.close)
         app = build_app(
             settings,
             uow_factory=lambda: SqlSegmentationUnitOfWork(database.sessions, outbox, tracer),
-            connectors=connectors,
+            connectors=GrpcConnectors(connectors),
             sync_lock=AdvisorySyncLock(database),
             clock=clock,
         )
@@ -176,35 +162,19 @@ async def serve(
         consumer = profile_consumer(
             js,
             app.profiles,
-            tracer=telemetry.tracer("cdp.segmentation.consumer"),
+            tracer=host.telemetry.tracer("cdp.segmentation.consumer"),
             batch_size=settings.consumer_batch,
         )
-        await stack.enter_async_context(background(consumer.run(), name="profile-events"))
+        await host.run_in_background(consumer.run(), name="profile-events")
         if run_scheduler:
-            await stack.enter_async_context(
-                background(app.scheduler.run(), name="segment-scheduler")
-            )
-
-        server = GrpcServer(
+            await host.run_in_background(app.scheduler.run(), name="segment-scheduler")
+        await host.serve(
             settings.grpc,
-            [
-                ServiceRegistration(
-                    segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server,
-                    app.servicer,
-                    segmentation_pb2.DESCRIPTOR.services_by_name["SegmentationService"].full_name,
-                )
-            ],
-            telemetry=telemetry,
+            ServiceRegistration(
+                segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server,
+                app.servicer,
+                segmentation_pb2.DESCRIPTOR.services_by_name["SegmentationService"].full_name,
+            ),
             default_port=DEFAULT_PORT,
+            on_serving=on_serving,
         )
-
-        async def readiness() -> None:
-            await database.ping()
-            await check_nats(nats_client)
-
-        await stack.enter_async_context(serving(server, readiness=readiness))
-        logger.info("segmentation service serving on %s", server.address)
-        if on_serving is not None:
-            await on_serving(server)
-        await stop.wait()
-        logger.info("segmentation service stopping")

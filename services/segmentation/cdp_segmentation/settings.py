@@ -3,36 +3,23 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cdp_bus import NatsSettings
+from cdp_connector_client import connector_addresses
 from cdp_db import DatabaseSettings
 from cdp_grpc import GrpcClientSettings, GrpcServerSettings
 from cdp_segmentation.domain.model import FIELD_PATH
 from cdp_settings import SettingsError, load_settings, setting
+from cdp_settings.platforms import platforms_setting
 from cdp_telemetry import TelemetrySettings
 
 DEFAULT_PORT = 50054
-KNOWN_PLATFORMS = (
-    "mailchimp",
-    "crm",
-    "salesforce",
-    "shopify",
-    "ecommerce",
-    "support",
-    "analytics",
-    "web",
-    "mobile",
-    "advertising",
-    "personalization",
-)
 # Mailchimp takes at most 500 members_to_add and 500 members_to_remove per static-segment
 # call; no delta chunk the service sends is larger.
 MAX_SYNC_CHUNK = 500
-_ADDRESS = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$|^unix:.+$")
 
 
 @dataclass(frozen=True)
@@ -42,9 +29,7 @@ class SegmentationSettings:
     nats: NatsSettings = NatsSettings(url="")
     telemetry: TelemetrySettings = TelemetrySettings()
     client: GrpcClientSettings = GrpcClientSettings()
-    platforms: tuple[str, ...] = setting(
-        "CDP_PLATFORMS", default=KNOWN_PLATFORMS, doc="platform names the suite accepts"
-    )
+    platforms: tuple[str, ...] = platforms_setting()
     attributes_file: Path | None = setting(
         "CDP_SEGMENTATION_ATTRIBUTES_FILE",
         default=None,
@@ -118,14 +103,6 @@ class SegmentationSettings:
         return dict(self.connector_addresses).get(platform)
 
 
-def connector_variable(platform: str) -> str:
-    return f"CDP_CONNECTOR_{platform.upper().replace('-', '_')}_ADDR"
-
-
-def service_variable(platform: str) -> str:
-    return f"CDP_{platform.upper().replace('-', '_')}_ADDR"
-
-
 def check_settings(settings: SegmentationSettings) -> list[str]:
     problems = []
     if not 1 <= settings.sync_chunk_size <= MAX_SYNC_CHUNK:
@@ -161,22 +138,8 @@ def load_segmentation_settings(environ: Mapping[str, str] | None = None) -> Segm
     every bad variable."""
     environ = os.environ if environ is None else environ
     settings = load_settings(SegmentationSettings, environ)
-    problems = check_settings(settings)
-    addresses: list[tuple[str, str]] = []
-    for platform in settings.platforms:
-        variable = connector_variable(platform)
-        raw = environ.get(variable, "").strip()
-        if not raw:
-            # `cdp up` tells every service where each other service listens as
-            # CDP_<NAME>_ADDR; a connector service is named after its platform.
-            variable = service_variable(platform)
-            raw = environ.get(variable, "").strip()
-        if not raw:
-            continue
-        if not _ADDRESS.match(raw):
-            problems.append(f"{variable}={raw!r} is not host:port")
-            continue
-        addresses.append((platform, raw))
+    addresses, address_problems = connector_addresses(settings.platforms, environ)
+    problems = check_settings(settings) + address_problems
     if problems:
         raise SettingsError(problems)
-    return replace(settings, connector_addresses=tuple(addresses))
+    return replace(settings, connector_addresses=addresses)

@@ -7,24 +7,12 @@ from their parts, and is what tests call with overrides (in-memory stores, a fix
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
-
 from cdp.connector.v1 import connector_pb2, connector_pb2_grpc
-from cdp_db import Database, apply_migrations, create_database_engine
-from cdp_grpc import (
-    GrpcServer,
-    ServiceRegistration,
-    background,
-    create_channel,
-    serving,
-    stop_on_signals,
-)
+from cdp_grpc import ServiceRegistration
 from cdp_mailchimp_connector.adapters.mailchimp_api import MailchimpAccount, MailchimpApi
 from cdp_mailchimp_connector.adapters.peers import (
     GrpcCustomerDirectory,
@@ -59,7 +47,8 @@ from cdp_mailchimp_connector.service_layer.routed_events import RoutedEventAppli
 from cdp_mailchimp_connector.settings import DEFAULT_PORT, ConnectorSettings, datacenter
 from cdp_resilience import CircuitBreakers, RetryPolicy
 from cdp_resilience.breaker import BreakerSettings
-from cdp_telemetry import Telemetry, configure_telemetry
+from cdp_service import OnServing, hosting
+from cdp_telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -146,35 +135,23 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     telemetry: Telemetry | None = None,
-    on_serving: Callable[[GrpcServer], Awaitable[None]] | None = None,
+    on_serving: OnServing | None = None,
 ) -> None:
     """Runs the connector until `stop` is set (SIGTERM / SIGINT by default)."""
-    stop = stop or stop_on_signals()
-    async with contextlib.AsyncExitStack() as stack:
-        if telemetry is None:
-            telemetry = configure_telemetry(SERVICE_NAME, settings.telemetry)
-            stack.callback(telemetry.shutdown)
-        engine = create_database_engine(settings.database, application_name=SERVICE_NAME)
-        telemetry.instrument_engine(engine)
-        database = Database(engine)
-        stack.push_async_callback(database.dispose)
-        await apply_migrations(engine, schema=SCHEMA, migrations_dir=MIGRATIONS)
-
-        api = build_api(settings, telemetry)
-        stack.callback(api.close)
+    async with hosting(SERVICE_NAME, settings.telemetry, telemetry=telemetry, stop=stop) as host:
+        database = await host.open_database(
+            settings.database, schema=SCHEMA, migrations=MIGRATIONS
+        )
+        api = build_api(settings, host.telemetry)
+        host.stack.callback(api.close)
         router: EventRouter | None = None
         profiles: ProfileSink | None = None
         if settings.event_router_addr:
-            channel = create_channel(settings.event_router_addr, settings.client,
-                                     telemetry=telemetry)
-            stack.push_async_callback(channel.close, None)
-            router = GrpcEventRouter(channel)
+            router = GrpcEventRouter(host.dial(settings.event_router_addr, settings.client))
         else:
             logger.warning("CDP_EVENT_ROUTER_ADDR unset: inbound events are kept until it is")
         if settings.profile_addr:
-            channel = create_channel(settings.profile_addr, settings.client, telemetry=telemetry)
-            stack.push_async_callback(channel.close, None)
-            profiles = GrpcProfileSink(channel)
+            profiles = GrpcProfileSink(host.dial(settings.profile_addr, settings.client))
         else:
             logger.warning("CDP_PROFILE_ADDR unset: profile fragments are kept until it is")
 
@@ -188,17 +165,18 @@ async def serve(
             router=router,
             profiles=profiles,
         )
-        await stack.enter_async_context(background(app.delivery.run(), name="inbound-delivery"))
+        await host.run_in_background(app.delivery.run(), name="inbound-delivery")
         if settings.mailchimp.activity_interval_seconds > 0:
-            await stack.enter_async_context(background(app.poller.run(), name="activity-pull"))
+            await host.run_in_background(app.poller.run(), name="activity-pull")
 
+        # The routed-events consumer keeps its own NATS connection: the connector serves
+        # (pushes, syncs, webhooks) with no NATS at all, so readiness does not depend on it.
         if settings.nats.url:
             directory: CustomerDirectory | None = None
             if settings.identity_addr:
-                channel = create_channel(settings.identity_addr, settings.client,
-                                         telemetry=telemetry)
-                stack.push_async_callback(channel.close, None)
-                directory = GrpcCustomerDirectory(channel)
+                directory = GrpcCustomerDirectory(
+                    host.dial(settings.identity_addr, settings.client)
+                )
             else:
                 logger.warning("CDP_IDENTITY_ADDR unset: routed events without an email are "
                                "kept as failed operations")
@@ -208,37 +186,30 @@ async def serve(
                 directory,
                 max_attempts=settings.routed_events.max_attempts,
             )
-            await stack.enter_async_context(background(
-                consume_routed_events(settings.nats, settings.routed_events, applier, telemetry),
+            await host.run_in_background(
+                consume_routed_events(
+                    settings.nats, settings.routed_events, applier, host.telemetry
+                ),
                 name="routed-events",
-            ))
+            )
         else:
             logger.warning("NATS_URL unset: events routed to the email role are not consumed")
 
-        runner = web.AppRunner(build_webhook_app(app.receiver), access_log=None)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, settings.mailchimp.webhook_host, settings.mailchimp.webhook_port)
-        await site.start()
-
-        server = GrpcServer(
-            settings.grpc,
-            [
-                ServiceRegistration(
-                    connector_pb2_grpc.add_ConnectorServiceServicer_to_server,
-                    app.servicer,
-                    connector_pb2.DESCRIPTOR.services_by_name["ConnectorService"].full_name,
-                )
-            ],
-            telemetry=telemetry,
-            default_port=DEFAULT_PORT,
+        webhook_port = await host.serve_http(
+            build_webhook_app(app.receiver),
+            settings.mailchimp.webhook_host,
+            settings.mailchimp.webhook_port,
         )
-        await stack.enter_async_context(serving(server, readiness=database.ping))
         logger.info(
-            "mailchimp connector serving on %s, webhooks on %s:%d",
-            server.address, settings.mailchimp.webhook_host, settings.mailchimp.webhook_port,
+            "mailchimp connector webhooks on %s:%d", settings.mailchimp.webhook_host, webhook_port
         )
-        if on_serving is not None:
-            await on_serving(server)
-        await stop.wait()
-        logger.info("mailchimp connector stopping")
+        await host.serve(
+            settings.grpc,
+            ServiceRegistration(
+                connector_pb2_grpc.add_ConnectorServiceServicer_to_server,
+                app.servicer,
+                connector_pb2.DESCRIPTOR.services_by_name["ConnectorService"].full_name,
+            ),
+            default_port=DEFAULT_PORT,
+            on_serving=on_serving,
+        )

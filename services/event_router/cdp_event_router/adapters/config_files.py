@@ -15,19 +15,19 @@ from jsonschema.exceptions import SchemaError
 from cdp_event_router.domain.routing import OPERATORS, Condition, Route, RoutingTable
 from cdp_event_router.domain.triggers import AGGREGATES, Projection, Trigger, TriggerSet
 from cdp_event_router.domain.validation import TYPE_PATTERN, TrackingPlan
-from cdp_settings.config_files import ConfigError, ConfigProblem, line_of, load_yaml
+from cdp_settings.config_files import (
+    ConfigError,
+    ConfigProblem,
+    line_of,
+    load_yaml,
+    read_config_file,
+)
 
 DEFAULTS = Path(__file__).resolve().parent.parent / "config"
 
 
 def _read(path: Path) -> Any:
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ConfigError(
-            [ConfigProblem(str(path), 0, "", f"cannot read: {error.strerror}")]
-        ) from None
-    return load_yaml(text, str(path))
+    return load_yaml(read_config_file(path), str(path))
 
 
 def _pattern_ok(pattern: Any) -> bool:

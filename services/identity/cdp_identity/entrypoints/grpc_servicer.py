@@ -8,10 +8,9 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from cdp.common.v1 import common_pb2
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
-from cdp_errors import DomainError, InvalidArgument
-from cdp_grpc.errors import rich_status
+from cdp_errors import InvalidArgument
+from cdp_grpc.errors import item_error
 from cdp_identity.domain.identifiers import IdentityKind
 from cdp_identity.domain.matching import PersonAttributes
 from cdp_identity.domain.model import (
@@ -141,17 +140,6 @@ def to_merge_record(record: MergeRecord) -> identity_pb2.MergeRecord:
     if record.unmerged_at is not None:
         message.unmerged_at.CopyFrom(_timestamp(record.unmerged_at))
     return message
-
-
-def item_error(error: DomainError) -> common_pb2.ItemError:
-    code, message, _ = rich_status(error)
-    item = common_pb2.ItemError(code=code.value[0], message=message)
-    if isinstance(error, InvalidArgument):
-        item.field_violations.extend(
-            common_pb2.FieldViolation(field=v.field, description=v.description)
-            for v in error.violations
-        )
-    return item
 
 
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):

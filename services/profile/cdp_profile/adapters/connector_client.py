@@ -1,8 +1,9 @@
 """Talking to platform connectors over the shared Connector contract.
 
-One channel per connector, created on first use. Before the first push to a platform whose
-records need fields to exist (Mailchimp merge fields), EnsureFields creates them; once that
-has succeeded the process does not ask again for the same fields. A connector that does not
+One channel per connector, created on first use (`cdp_connector_client.ConnectorChannels`).
+Before the first push to a platform whose records need fields to exist (Mailchimp merge
+fields), EnsureFields creates them; once that has succeeded the process does not ask again
+for the same fields. A connector that does not
 implement EnsureFields has nothing to create.
 """
 
@@ -10,18 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import grpc
 
-from cdp.connector.v1 import connector_pb2, connector_pb2_grpc
+from cdp.connector.v1 import connector_pb2
+from cdp_connector_client import ConnectorChannels
 from cdp_errors import Unavailable
-from cdp_grpc import GrpcClientSettings, create_channel
 from cdp_grpc.structs import to_struct
 from cdp_mappings import FieldType
 from cdp_profile.service_layer.ports import PlatformRecord, PushOutcome
-from cdp_telemetry import Telemetry, redact
+from cdp_telemetry import redact
 
 if TYPE_CHECKING:
     from cdp.connector.v1.connector_pb2_grpc import ConnectorServiceAsyncStub
@@ -37,35 +37,17 @@ _FIELD_TYPES = {
 
 
 class GrpcConnectorGateway:
-    def __init__(
-        self,
-        addresses: Mapping[str, str],
-        settings: GrpcClientSettings,
-        *,
-        telemetry: Telemetry | None = None,
-    ) -> None:
-        self._addresses = dict(addresses)
-        self._settings = settings
-        self._telemetry = telemetry
-        self._channels: dict[str, grpc.aio.Channel] = {}
+    def __init__(self, channels: ConnectorChannels) -> None:
+        self._channels = channels
         self._ensured: dict[str, set[str]] = {}
         self._ensure_locks: dict[str, asyncio.Lock] = {}
 
     def knows(self, platform: str) -> bool:
-        return platform in self._addresses
-
-    def _stub(self, platform: str) -> ConnectorServiceAsyncStub:
-        channel = self._channels.get(platform)
-        if channel is None:
-            channel = create_channel(
-                self._addresses[platform], self._settings, telemetry=self._telemetry
-            )
-            self._channels[platform] = channel
-        return connector_pb2_grpc.ConnectorServiceStub(channel)
+        return self._channels.knows(platform)
 
     async def push(self, platform: str, record: PlatformRecord, *, timeout: float) -> PushOutcome:
         deadline = time.monotonic() + timeout
-        stub = self._stub(platform)
+        stub = self._channels.stub(platform)
         try:
             await self._ensure_fields(stub, platform, record, deadline)
             response = await stub.PushProfiles(
@@ -134,8 +116,3 @@ class GrpcConnectorGateway:
                 if error.code() != grpc.StatusCode.UNIMPLEMENTED:
                     raise
             ensured.update(field.tag for field in missing)
-
-    async def close(self) -> None:
-        channels, self._channels = self._channels, {}
-        for channel in channels.values():
-            await channel.close(grace=None)

@@ -16,7 +16,7 @@ from typing import Any
 
 from cdp_mappings import ConfigError, ConfigProblem, MappingSet, load_mappings, load_yaml
 from cdp_profile.domain.strategies import Strategy, StrategyBook, StrategyName, StrategyRule
-from cdp_settings.config_files import LineDict, LineList
+from cdp_settings.config_files import LineList, line_of, read_config_file
 
 HERE = Path(__file__).parent
 DEFAULT_STRATEGIES_FILE = HERE / "strategies.yaml"
@@ -30,14 +30,6 @@ _RULE_KEYS = ("path", "strategy", "sources")
 class ProfileConfig:
     strategies: StrategyBook
     mappings: MappingSet
-
-
-def _line(node: Any, key: str | None = None, default: int = 0) -> int:
-    if isinstance(node, LineDict):
-        return node.key_lines.get(key, node.line) if key is not None else node.line
-    if isinstance(node, LineList):
-        return node.line
-    return default
 
 
 def _pattern(raw: Any) -> tuple[tuple[str, ...] | None, str]:
@@ -64,7 +56,7 @@ def _strategy(
     except ValueError:
         known = ", ".join(s.value for s in StrategyName)
         problems.append(
-            (_line(raw, "strategy", line), f"strategy: unknown strategy {name!r} ({known})")
+            (line_of(raw, "strategy", line), f"strategy: unknown strategy {name!r} ({known})")
         )
         return None
     sources = raw.get("sources")
@@ -72,7 +64,7 @@ def _strategy(
         if sources is not None:
             problems.append(
                 (
-                    _line(raw, "sources", line),
+                    line_of(raw, "sources", line),
                     f"sources: only source_priority takes sources, not {name}",
                 )
             )
@@ -81,7 +73,7 @@ def _strategy(
     if not isinstance(sources, list) or not sources or not all(isinstance(s, str) for s in sources):
         problems.append(
             (
-                _line(raw, "sources", line),
+                line_of(raw, "sources", line),
                 "sources: source_priority needs a list of platforms, best first",
             )
         )
@@ -91,7 +83,7 @@ def _strategy(
         if source not in platforms:
             problems.append(
                 (
-                    _line(raw, "sources", line),
+                    line_of(raw, "sources", line),
                     f"sources: unknown platform {source!r} (known: {', '.join(platforms)})",
                 )
             )
@@ -99,7 +91,7 @@ def _strategy(
     duplicates = sorted({s for s in sources if sources.count(s) > 1})
     if duplicates:
         problems.append(
-            (_line(raw, "sources", line), f"sources: {', '.join(duplicates)} listed twice")
+            (line_of(raw, "sources", line), f"sources: {', '.join(duplicates)} listed twice")
         )
         ok = False
     return Strategy(strategy_name, tuple(sources)) if ok else None
@@ -115,7 +107,9 @@ def parse_strategies(text: str, filename: str, *, platforms: Collection[str]) ->
 
     if not isinstance(document, dict) or set(document) - {"default", "fields"}:
         add(
-            _line(document, default=1), "", "the file must be a mapping with `default` and `fields`"
+            line_of(document, default=1),
+            "",
+            "the file must be a mapping with `default` and `fields`",
         )
         raise ConfigError(problems)
     default_raw = document.get("default", "most_recent")
@@ -124,13 +118,13 @@ def parse_strategies(text: str, filename: str, *, platforms: Collection[str]) ->
         default_raw if isinstance(default_raw, dict) else {"strategy": default_raw},
         platforms,
         default_problems,
-        _line(document, "default", 1),
+        line_of(document, "default", 1),
     )
     for line, message in default_problems:
         add(line, "default", message)
     rules_raw = document.get("fields") or []
     if not isinstance(rules_raw, list):
-        add(_line(document, "fields", 1), "", "fields: must be a list of rules")
+        add(line_of(document, "fields", 1), "", "fields: must be a list of rules")
         raise ConfigError(problems)
     item_lines = rules_raw.item_lines if isinstance(rules_raw, LineList) else []
     rules: list[StrategyRule] = []
@@ -141,18 +135,18 @@ def parse_strategies(text: str, filename: str, *, platforms: Collection[str]) ->
         if not isinstance(raw, dict):
             add(line, entry, "must be a mapping with path and strategy")
             continue
-        line = _line(raw, default=line)
+        line = line_of(raw, default=line)
         entry = f"rule {index + 1} ({raw.get('path')})"
         unknown = [key for key in raw if key not in _RULE_KEYS]
         for key in unknown:
             add(
-                _line(raw, key, line),
+                line_of(raw, key, line),
                 entry,
                 f"unknown key {key!r} (expected {', '.join(_RULE_KEYS)})",
             )
         pattern, why = _pattern(raw.get("path"))
         if pattern is None:
-            add(_line(raw, "path", line), entry, why)
+            add(line_of(raw, "path", line), entry, why)
         rule_problems: list[tuple[int, str]] = []
         strategy = _strategy(raw, platforms, rule_problems, line)
         for problem_line, message in rule_problems:
@@ -170,13 +164,7 @@ def parse_strategies(text: str, filename: str, *, platforms: Collection[str]) ->
 
 
 def load_strategies(path: Path, *, platforms: Collection[str]) -> StrategyBook:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(
-            [ConfigProblem(str(path), 0, "", f"cannot read the file: {error.strerror or error}")]
-        ) from None
-    return parse_strategies(text, str(path), platforms=platforms)
+    return parse_strategies(read_config_file(path), str(path), platforms=platforms)
 
 
 def load_profile_config(

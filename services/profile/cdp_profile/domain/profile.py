@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cdp_errors import FieldViolation, InvalidArgument
+from cdp_mappings.paths import get_path, set_path
 from cdp_profile.domain.documents import flatten_document, split_history
 from cdp_profile.domain.model import (
     FieldChange,
@@ -40,27 +41,6 @@ def keys_to_load(paths: Iterable[str]) -> set[str]:
         wanted.add(path)
         wanted.update(ancestors(path))
     return wanted
-
-
-def _node(document: dict[str, JsonValue], path: str) -> JsonValue:
-    node: JsonValue = document
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _set(document: dict[str, JsonValue], path: str, value: JsonValue) -> None:
-    parts = path.split(".")
-    node = document
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
 
 
 @dataclass(frozen=True)
@@ -115,7 +95,9 @@ class ProfileWork:
                         f"cannot be set: {holder} holds a value in this profile, not an object",
                     )
                 )
-            elif leaf.path not in self.fields and isinstance(_node(self.document, leaf.path), dict):
+            elif leaf.path not in self.fields and isinstance(
+                get_path(self.document, tuple(leaf.path.split("."))), dict
+            ):
                 violations.append(
                     FieldViolation(
                         f"{field_prefix}.{leaf.path}",
@@ -154,7 +136,7 @@ class ProfileWork:
             old_value = before.value if before is not None else None
             if before is None or not same_value(old_value, after.value):
                 changes.append(FieldChange(leaf.path, old_value, after.value, after.source))
-                _set(self.document, leaf.path, after.value)
+                set_path(self.document, tuple(leaf.path.split(".")), after.value)
         if changes:
             self.version += 1
             self.changed = True

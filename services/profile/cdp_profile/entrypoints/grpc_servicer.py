@@ -10,7 +10,7 @@ from google.protobuf import json_format
 from cdp.common.v1 import common_pb2
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_errors import DomainError, InvalidArgument
-from cdp_grpc.errors import rich_status
+from cdp_grpc.errors import item_error
 from cdp_grpc.structs import to_struct
 from cdp_profile.adapters.messages import timestamp
 from cdp_profile.domain.model import Identifiers, IngestFragment, IngestResult, UnifiedProfile
@@ -56,17 +56,6 @@ def to_response(result: IngestResult) -> profile_pb2.IngestProfileFragmentRespon
         changed_fields=list(result.changed_fields),
         profile_version=result.profile_version,
     )
-
-
-def item_error(error: DomainError) -> common_pb2.ItemError:
-    code, message, _ = rich_status(error)
-    item = common_pb2.ItemError(code=code.value[0], message=message)
-    if isinstance(error, InvalidArgument):
-        item.field_violations.extend(
-            common_pb2.FieldViolation(field=v.field, description=v.description)
-            for v in error.violations
-        )
-    return item
 
 
 def to_profile(profile: UnifiedProfile) -> profile_pb2.UnifiedProfile:

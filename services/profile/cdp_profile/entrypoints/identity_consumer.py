@@ -7,15 +7,12 @@ it is dead-lettered at once rather than retried.
 
 from __future__ import annotations
 
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError, Message
 from nats.js import JetStreamContext
 from opentelemetry import trace
 
 from cdp.identity.v1 import identity_events_pb2
 from cdp_bus import DurableConsumer, PoisonMessage, ReceivedEvent
 from cdp_bus.consumer import Handler
-from cdp_bus.envelope import JSON
 from cdp_bus.subjects import IDENTITY_FORGOTTEN, IDENTITY_MERGED, IDENTITY_UNMERGED
 from cdp_errors import InvalidArgument
 from cdp_profile.domain.ids import parse_customer_id
@@ -23,19 +20,6 @@ from cdp_profile.service_layer.identity_events import IdentityEventHandler
 
 CONSUMER = "profile-identity"
 STREAM = "CDP_IDENTITY"
-
-
-def _body(received: ReceivedEvent, message: Message) -> None:
-    try:
-        if received.event.content_type.startswith(JSON):
-            json_format.Parse(received.event.data, message, ignore_unknown_fields=True)
-        else:
-            message.ParseFromString(received.event.data)
-    except (DecodeError, json_format.ParseError, UnicodeDecodeError) as error:
-        raise PoisonMessage(
-            f"{received.subject} body is not a {message.DESCRIPTOR.full_name}: "
-            f"{type(error).__name__}"
-        ) from None
 
 
 def _customer(raw: str, field: str) -> str:
@@ -49,8 +33,7 @@ def handler_for(events: IdentityEventHandler) -> Handler:
     async def handle(received: ReceivedEvent) -> None:
         message_id = received.event.id
         if received.subject == IDENTITY_MERGED:
-            merged = identity_events_pb2.CustomersMerged()
-            _body(received, merged)
+            merged = received.decode(identity_events_pb2.CustomersMerged)
             await events.customers_merged(
                 message_id,
                 survivor=_customer(merged.survivor_customer_id, "survivor_customer_id"),
@@ -58,8 +41,7 @@ def handler_for(events: IdentityEventHandler) -> Handler:
                 merge_id=merged.merge_id,
             )
         elif received.subject == IDENTITY_UNMERGED:
-            unmerged = identity_events_pb2.CustomersUnmerged()
-            _body(received, unmerged)
+            unmerged = received.decode(identity_events_pb2.CustomersUnmerged)
             await events.customers_unmerged(
                 message_id,
                 survivor=_customer(unmerged.survivor_customer_id, "survivor_customer_id"),
@@ -67,8 +49,7 @@ def handler_for(events: IdentityEventHandler) -> Handler:
                 merge_id=unmerged.merge_id,
             )
         elif received.subject == IDENTITY_FORGOTTEN:
-            forgotten = identity_events_pb2.CustomerForgotten()
-            _body(received, forgotten)
+            forgotten = received.decode(identity_events_pb2.CustomerForgotten)
             await events.customer_forgotten(
                 message_id,
                 customer_id=_customer(forgotten.customer_id, "customer_id"),

@@ -1,52 +1,26 @@
 """Sending membership deltas to platform connectors over the shared Connector contract.
 
-One channel per platform, dialled on first use, at the address `cdp up` (or the operator)
-gives as CDP_CONNECTOR_<PLATFORM>_ADDR or CDP_<PLATFORM>_ADDR.
+One channel per platform (`cdp_connector_client.ConnectorChannels`), dialled on first use, at
+the address `cdp up` (or the operator) gives as CDP_CONNECTOR_<PLATFORM>_ADDR or
+CDP_<PLATFORM>_ADDR; a platform without one fails with FailedPrecondition (NO_CONNECTOR).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import grpc
 
-from cdp.connector.v1 import connector_pb2, connector_pb2_grpc
-from cdp_errors import FailedPrecondition, Unavailable
-from cdp_grpc import GrpcClientSettings, create_channel
+from cdp.connector.v1 import connector_pb2
+from cdp_connector_client import ConnectorChannels
+from cdp_errors import Unavailable
 from cdp_segmentation.service_layer.ports import MemberFailure, MembershipReply
-from cdp_telemetry import Telemetry, redact
-
-if TYPE_CHECKING:
-    from cdp.connector.v1.connector_pb2_grpc import ConnectorServiceAsyncStub
+from cdp_telemetry import redact
 
 
 class GrpcConnectors:
-    def __init__(
-        self,
-        addresses: Mapping[str, str],
-        settings: GrpcClientSettings,
-        *,
-        telemetry: Telemetry | None = None,
-    ) -> None:
-        self._addresses = dict(addresses)
-        self._settings = settings
-        self._telemetry = telemetry
-        self._channels: dict[str, grpc.aio.Channel] = {}
-
-    def _stub(self, platform: str) -> ConnectorServiceAsyncStub:
-        address = self._addresses.get(platform)
-        if address is None:
-            variable = f"CDP_CONNECTOR_{platform.upper().replace('-', '_')}_ADDR"
-            raise FailedPrecondition(
-                f"no connector is configured for {platform} (set {variable})",
-                reason="NO_CONNECTOR",
-            )
-        channel = self._channels.get(platform)
-        if channel is None:
-            channel = create_channel(address, self._settings, telemetry=self._telemetry)
-            self._channels[platform] = channel
-        return connector_pb2_grpc.ConnectorServiceStub(channel)
+    def __init__(self, channels: ConnectorChannels) -> None:
+        self._channels = channels
 
     async def sync_membership(
         self,
@@ -59,7 +33,7 @@ class GrpcConnectors:
         full_resync: bool,
         timeout: float,
     ) -> MembershipReply:
-        stub = self._stub(platform)
+        stub = self._channels.stub(platform)
         request = connector_pb2.SyncSegmentMembershipRequest(
             segment_id=segment_id,
             segment_name=segment_name,
@@ -89,8 +63,3 @@ class GrpcConnectors:
                 for f in response.failures
             ),
         )
-
-    async def close(self) -> None:
-        channels, self._channels = self._channels, {}
-        for channel in channels.values():
-            await channel.close(grace=None)

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from cdp_segmentation.domain.model import FIELD_PATH, FieldSpec, FieldType
-from cdp_settings.config_files import ConfigError, ConfigProblem, LineDict, line_of, load_yaml
+from cdp_settings.config_files import (
+    ConfigError,
+    ConfigProblem,
+    LineDict,
+    line_of,
+    load_yaml,
+    read_config_file,
+)
 
 HERE = Path(__file__).parent
 DEFAULT_ATTRIBUTES_FILE = HERE / "attributes.yaml"
@@ -111,10 +118,4 @@ def load_attribute_schema(
     path: Path | None, *, platforms: Collection[str]
 ) -> dict[str, FieldSpec]:
     chosen = path or DEFAULT_ATTRIBUTES_FILE
-    try:
-        text = chosen.read_text()
-    except OSError as error:
-        raise ConfigError(
-            [ConfigProblem(str(chosen), 0, "", f"cannot be read: {error.strerror}")]
-        ) from None
-    return parse_attribute_schema(text, str(chosen), platforms=platforms)
+    return parse_attribute_schema(read_config_file(chosen), str(chosen), platforms=platforms)

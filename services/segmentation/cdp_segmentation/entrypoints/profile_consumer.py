@@ -12,14 +12,12 @@ import uuid
 from datetime import UTC, datetime
 
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js import JetStreamContext
 from opentelemetry import trace
 
 from cdp.profile.v1 import profile_events_pb2
-from cdp_bus import DurableConsumer, ReceivedEvent
-from cdp_bus.envelope import JSON
+from cdp_bus import DurableConsumer, PoisonMessage, ReceivedEvent
 from cdp_bus.subjects import PROFILE_DELETED, PROFILE_UPDATED, dead_letter_subject
 from cdp_segmentation.service_layer.profiles import (
     ProfileChanged,
@@ -34,28 +32,11 @@ CONSUMER = "segmentation-profiles"
 STREAM = "CDP_PROFILE"
 
 
-class Unreadable(ValueError):
-    pass
-
-
-def _parse(received: ReceivedEvent, message: Message) -> None:
-    try:
-        if received.event.content_type.startswith(JSON):
-            json_format.Parse(received.event.data, message, ignore_unknown_fields=True)
-        else:
-            message.ParseFromString(received.event.data)
-    except (DecodeError, json_format.ParseError, UnicodeDecodeError) as error:
-        raise Unreadable(
-            f"{received.subject} body is not a {message.DESCRIPTOR.full_name}: "
-            f"{type(error).__name__}"
-        ) from None
-
-
 def _customer(raw: str) -> str:
     try:
         return str(uuid.UUID(raw))
     except ValueError:
-        raise Unreadable("customer_id is not a UUID") from None
+        raise PoisonMessage("customer_id is not a UUID") from None
 
 
 def _time(stamp: Timestamp, fallback: datetime) -> datetime:
@@ -65,11 +46,10 @@ def _time(stamp: Timestamp, fallback: datetime) -> datetime:
 
 
 def decode(received: ReceivedEvent) -> ProfileEvent:
-    """The domain event a message carries; Unreadable when it carries none."""
+    """The domain event a message carries; PoisonMessage when it carries none."""
     fallback = received.event.time or datetime.now(UTC)
     if received.subject == PROFILE_UPDATED:
-        updated = profile_events_pb2.ProfileUpdated()
-        _parse(received, updated)
+        updated = received.decode(profile_events_pb2.ProfileUpdated)
         return ProfileChanged(
             message_id=received.event.id,
             customer_id=_customer(updated.customer_id),
@@ -79,15 +59,14 @@ def decode(received: ReceivedEvent) -> ProfileEvent:
             occurred_at=_time(updated.occurred_at, fallback),
         )
     if received.subject == PROFILE_DELETED:
-        deleted = profile_events_pb2.ProfileDeleted()
-        _parse(received, deleted)
+        deleted = received.decode(profile_events_pb2.ProfileDeleted)
         return ProfileRemoved(
             message_id=received.event.id,
             customer_id=_customer(deleted.customer_id),
             merged_into=deleted.merged_into_customer_id,
             occurred_at=_time(deleted.occurred_at, fallback),
         )
-    raise Unreadable(f"no handler for subject {received.subject}")
+    raise PoisonMessage(f"no handler for subject {received.subject}")
 
 
 def profile_consumer(
@@ -98,7 +77,7 @@ def profile_consumer(
         for received in batch:
             try:
                 events.append(decode(received))
-            except Unreadable as error:
+            except PoisonMessage as error:
                 logger.error("dead-lettered an unreadable profile event %s: %s",
                              received.event.id, error)
                 await js.publish(

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import replace
 
 from cdp.connector.v1 import connector_pb2
+from cdp_connector_client import ConnectorChannels
 from cdp_embedded.nats import free_port
 from cdp_errors import InvalidArgument, Unavailable
 from cdp_grpc import GrpcClientSettings, create_channel
@@ -108,7 +109,8 @@ async def test_a_sync_over_grpc_reports_each_target_and_a_hung_one_only_costs_it
             "analytics": analytics,
             "personalization": personalization,
         }
-        gateway = GrpcConnectorGateway(addresses, GrpcClientSettings())
+        channels = ConnectorChannels(addresses, GrpcClientSettings())
+        gateway = GrpcConnectorGateway(channels)
         settings = replace(ProfileSettings(), sync_target_timeout_seconds=0.5)
         harness = make_harness(config, settings=settings)
         harness.app.syncer._connectors = gateway  # the real gRPC gateway instead of the fake
@@ -127,7 +129,7 @@ async def test_a_sync_over_grpc_reports_each_target_and_a_hung_one_only_costs_it
         hung = servers["analytics"]
         await wait_until(lambda: bool(hung.push_cancelled), message="the hung push cancelled")
         again = await harness.app.syncer.sync(customer, "crm", ["mailchimp"])
-        await gateway.close()
+        await channels.close()
     by_platform = {r.platform: r for r in results}
     assert by_platform["mailchimp"].success and by_platform["mailchimp"].records_synced == 1
     assert by_platform["support"].error.startswith("support connector answered INTERNAL")

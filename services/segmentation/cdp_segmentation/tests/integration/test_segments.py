@@ -9,7 +9,10 @@ import grpc
 import pytest
 
 from cdp.segmentation.v1 import segmentation_pb2 as pb
+from cdp_bus import CloudEvent
+from cdp_bus.subjects import PROFILE_UPDATED, dead_letter_subject
 from cdp_grpc import field_violations_of
+from cdp_segmentation.entrypoints.profile_consumer import CONSUMER
 from cdp_testing import wait_until
 
 from .conftest import RunningSegmentation, customer, example, segment_of
@@ -213,6 +216,26 @@ async def test_a_profile_change_reevaluates_that_customer_and_realtime_segments_
     await wait_until(lambda: (bob, "MEMBERSHIP_CHANGE_EXITED") in
                      segmentation.announced.of(created.id), timeout=20, message="bob exited")
     assert await segmentation.members(created.id) == set()
+
+
+async def test_an_unreadable_profile_event_is_dead_lettered_and_the_rest_applied(
+    segmentation: RunningSegmentation,
+) -> None:
+    js = segmentation.bus.jetstream()
+    unreadable = CloudEvent(id=customer(), type=PROFILE_UPDATED, source="/cdp/profile",
+                            data=b"\xff\xff\xff")
+    await js.publish(PROFILE_UPDATED, unreadable.data, headers=unreadable.headers())
+    ada = customer()
+    await segmentation.publish(ada, {"customer": {"lifetime_value": 600}})
+    await segmentation.applied(ada)
+    dead = await js.pull_subscribe(dead_letter_subject(CONSUMER), durable="dlq-reader",
+                                   stream="CDP_DEADLETTER")
+    (message,) = await dead.fetch(1, timeout=20)
+    headers = message.headers or {}
+    assert headers["ce-id"] == unreadable.id
+    assert headers["cdp-original-subject"] == PROFILE_UPDATED
+    assert headers["cdp-dead-letter-reason"].startswith(
+        f"{PROFILE_UPDATED} body is not a cdp.profile.v1.ProfileUpdated:")
 
 
 async def test_people_leave_a_within_the_last_30_days_segment_as_time_passes(
