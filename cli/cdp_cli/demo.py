@@ -688,6 +688,10 @@ class DemoRun:
             what="triggers applied (consumer settled, order counts on the profiles)")
 
         expected_email = sum(state.email_events_of.values())
+        strangers = set(state.email_events_of) - set(state.member_email_of)
+        if strangers:
+            raise StepFailed(f"{len(strangers)} customers with events routed to email are none "
+                             "of the sample's: identity resolved an event to someone new")
 
         async def delivered() -> int:
             counts = await bounded(
