@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -60,6 +61,46 @@ def cmd_up(args: argparse.Namespace) -> int:
     return asyncio.run(run_up(options))
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cdp_cli.demo import (
+        DEFAULT_DATA_DIR,
+        DemoJob,
+        DemoRefused,
+        outside_settings,
+        prepare_data_dir,
+    )
+    from cdp_cli.demo_sample import load_sample
+    from cdp_cli.runtime import UpOptions, run_up
+
+    started = time.monotonic()
+    outside = outside_settings(os.environ)
+    if outside:
+        print(
+            f"cdp demo: {', '.join(outside)} set: the demo writes sample customers and events, "
+            "and runs only on the embedded PostgreSQL and NATS and the local Mailchimp sandbox, "
+            "never on real infrastructure. Unset them (or run `cdp up` to use them).",
+            file=sys.stderr,
+        )
+        return 2
+    data_dir = Path(args.data_dir or DEFAULT_DATA_DIR).resolve()
+    try:
+        if prepare_data_dir(data_dir):
+            print(f"cdp demo: emptied {data_dir} (a previous demo's data)", file=sys.stderr)
+    except DemoRefused as error:
+        print(f"cdp demo: {error}", file=sys.stderr)
+        return 2
+    options = UpOptions(
+        data_dir=data_dir,
+        bin_dir=Path(args.bin_dir) if args.bin_dir else _default_bin_dir(),
+        database_url=None,
+        nats_url=None,
+        nats_port=int(os.environ.get("CDP_EMBEDDED_NATS_PORT", "14222")),
+    )
+    job = DemoJob(load_sample(), environ=os.environ, data_dir=data_dir, started=started,
+                  serving_after=not args.exit)
+    return asyncio.run(run_up(options, job=job, keep_serving=not args.exit))
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from cdp_cli.runtime import run_status
 
@@ -99,6 +140,24 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", help="where embedded data and logs live (default .cdp)")
     up.add_argument("--bin-dir", help="folder with the service pexes (default: next to cdp.pex)")
     up.set_defaults(func=cmd_up)
+
+    demo = commands.add_parser(
+        "demo",
+        help="start the suite and run its main job end to end on sample data",
+        description="Start the suite as `up` does, on embedded PostgreSQL and NATS and the "
+        "local Mailchimp sandbox, in a data folder of its own that each run empties. Then run "
+        "the suite's main job on the sample data shipped with the CLI (an invented retailer's "
+        "CRM and shop customers, orders, carts, email opens and web visits) through the "
+        "services' APIs, wait for every asynchronous effect, and print what the services and "
+        "the sandbox report. Then keep serving until Ctrl-C, or stop with --exit. Refuses to "
+        "run (exit 2) when DATABASE_URL, NATS_URL, MAILCHIMP_API_KEY or another setting points "
+        "outside this machine.",
+    )
+    demo.add_argument("--data-dir", help="the demo's own data folder (default .cdp-demo)")
+    demo.add_argument("--bin-dir", help="folder with the service pexes (default: next to cdp.pex)")
+    demo.add_argument("--exit", action="store_true",
+                      help="stop once the job is done: exit 0 when every step succeeded, else 1")
+    demo.set_defaults(func=cmd_demo)
 
     status = commands.add_parser("status", help="show each service's health")
     status.add_argument("--data-dir", help="the data folder `cdp up` uses (default .cdp)")

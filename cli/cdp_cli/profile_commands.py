@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,11 @@ def _leaf(document: dict[str, Any], path: str) -> Any:
     return node
 
 
-def format_profile(profile: profile_pb2.UnifiedProfile) -> str:
+def format_profile(
+    profile: profile_pb2.UnifiedProfile, *, hidden: Collection[str] = ()
+) -> str:
+    """The profile as a table: every field, its value, where it came from and why it won.
+    Fields in `hidden` keep their row with the value replaced."""
     attributes = json_format.MessageToDict(profile.attributes)
     updated = profile.updated_at.ToDatetime(tzinfo=UTC).isoformat(timespec="seconds")
     lines = [f"customer {profile.customer_id}  version {profile.version}  updated {updated}"]
@@ -156,7 +161,7 @@ def format_profile(profile: profile_pb2.UnifiedProfile) -> str:
         rows.append(
             (
                 path,
-                _shown(_leaf(attributes, path)),
+                "(hidden)" if path in hidden else _shown(_leaf(attributes, path)),
                 source,
                 field.observed_at.ToDatetime(tzinfo=UTC).isoformat(timespec="seconds"),
                 field.strategy,

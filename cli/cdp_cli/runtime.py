@@ -14,9 +14,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -314,7 +315,31 @@ class Suite:
         return None
 
 
-async def run_up(options: UpOptions) -> int:
+# Work run against a suite once it is up (`cdp demo`'s job); True when every step succeeded.
+Job = Callable[[Suite], Coroutine[Any, Any, bool]]
+
+
+async def _run_job(job: Job, suite: Suite, stop: asyncio.Event) -> bool | None:
+    """Runs `job`; None when Ctrl-C or a service that died ended it first (said why)."""
+    work = asyncio.create_task(job(suite))
+    watching = asyncio.create_task(suite.watch(stop))
+    await asyncio.wait({work, watching}, return_when=asyncio.FIRST_COMPLETED)
+    if work.done():
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+        return work.result()
+    work.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await work
+    failure = watching.result()
+    print(f"cdp: {failure}" if failure else "cdp: interrupted", file=sys.stderr, flush=True)
+    return None
+
+
+async def run_up(options: UpOptions, *, job: Job | None = None, keep_serving: bool = True) -> int:
+    """Starts the suite, runs `job` against it if given, then serves until Ctrl-C (or stops
+    at once without `keep_serving`). Exit code 0 when all went well, 1 otherwise."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -324,12 +349,20 @@ async def run_up(options: UpOptions) -> int:
         print("cdp: starting the suite ...", file=sys.stderr, flush=True)
         await suite.start()
         print("cdp: the suite is up:\n" + suite.describe(), flush=True)
+        succeeded = True
+        if job is not None:
+            outcome = await _run_job(job, suite, stop)
+            if outcome is None:
+                return 1
+            succeeded = outcome
+        if not keep_serving:
+            return 0 if succeeded else 1
         print("cdp: press Ctrl-C to stop", flush=True)
         failure = await suite.watch(stop)
         if failure:
             print(f"cdp: {failure}", file=sys.stderr)
             return 1
-        return 0
+        return 0 if succeeded else 1
     except (RuntimeError, TimeoutError, OSError) as error:
         print(f"cdp: {error}", file=sys.stderr)
         return 1

@@ -70,9 +70,9 @@ def wait_for_line(process: subprocess.Popen[str], marker: str, timeout: float) -
     raise AssertionError(f"{marker!r} not printed within {timeout} s: {lines}")
 
 
-@contextmanager
-def suite_up(tmp_path: Path, extra_env: Mapping[str, str] | None = None,
-             *, timeout: float = 240) -> Iterator[RunningSuite]:
+def suite_env(tmp_path: Path, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment `cdp.pex` runs the suite in: this machine's, minus anything that points
+    outside the test, with a free port for every service, NATS and the side ports."""
     env = {key: value for key, value in os.environ.items() if key not in OUTSIDE}
     env.update({
         "CDP_BIN_DIR": str(BIN_DIR.resolve()),
@@ -82,6 +82,13 @@ def suite_up(tmp_path: Path, extra_env: Mapping[str, str] | None = None,
         **{name: str(free_port()) for name in SIDE_PORTS},
         **(extra_env or {}),
     })
+    return env
+
+
+@contextmanager
+def suite_up(tmp_path: Path, extra_env: Mapping[str, str] | None = None,
+             *, timeout: float = 240) -> Iterator[RunningSuite]:
+    env = suite_env(tmp_path, extra_env)
     process = subprocess.Popen([str(BIN_DIR / "cdp.pex"), "up"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

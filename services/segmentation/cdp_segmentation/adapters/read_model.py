@@ -179,14 +179,22 @@ RETURNING p.customer_id
     async def remember_learned(
         self, observations: Sequence[tuple[str, FieldType, str]], now: datetime
     ) -> None:
-        """Records (path, type, source) sightings; a source of "" adds no source."""
+        """Records (path, type, source) sightings; a source of "" adds no source.
+
+        One row per (path, type) goes in, its sources gathered: one statement may not touch a
+        row twice, and a batch often sees a field from two platforms.
+        """
         if not observations:
             return
         await self._c.execute(
             f"""
 INSERT INTO {SCHEMA}.learned_fields AS l (path, type, sources, first_seen_at)
-SELECT path, type, CASE WHEN source = '' THEN '{{}}'::text[] ELSE ARRAY[source] END, $4
+SELECT path, type,
+       coalesce(array_agg(DISTINCT source ORDER BY source) FILTER (WHERE source <> ''),
+                '{{}}'::text[]),
+       $4
 FROM unnest($1::text[], $2::text[], $3::text[]) AS o(path, type, source)
+GROUP BY path, type
 ON CONFLICT (path, type) DO UPDATE SET
   sources = ARRAY(SELECT DISTINCT s FROM unnest(l.sources || excluded.sources) AS s ORDER BY s)
 WHERE NOT (l.sources @> excluded.sources)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from cdp_bus import CloudEvent
 from cdp_bus.subjects import PROFILE_UPDATED, dead_letter_subject
 from cdp_grpc import field_violations_of
 from cdp_segmentation.entrypoints.profile_consumer import CONSUMER
+from cdp_segmentation.service_layer.profiles import ProfileChanged
 from cdp_testing import wait_until
 
 from .conftest import RunningSegmentation, customer, example, segment_of
@@ -236,6 +238,29 @@ async def test_an_unreadable_profile_event_is_dead_lettered_and_the_rest_applied
     assert headers["cdp-original-subject"] == PROFILE_UPDATED
     assert headers["cdp-dead-letter-reason"].startswith(
         f"{PROFILE_UPDATED} body is not a cdp.profile.v1.ProfileUpdated:")
+
+
+async def test_one_batch_seeing_an_undeclared_field_from_two_platforms_learns_both(
+    segmentation: RunningSegmentation,
+) -> None:
+    # A CRM and a shop fragment ingested together make two changes that reach the consumer
+    # in one batch; the field they share was once recorded twice in one statement.
+    ada, bob = customer(), customer()
+    now = segmentation.clock.now
+    applied = await segmentation.app.profiles.apply([
+        ProfileChanged(str(uuid.uuid4()), ada, 1, {"loyalty": {"tier": "gold"}},
+                       {"loyalty.tier": "crm"}, now),
+        ProfileChanged(str(uuid.uuid4()), bob, 1, {"loyalty": {"tier": "silver"}},
+                       {"loyalty.tier": "shopify"}, now),
+    ])
+    assert applied.profiles_changed == 2
+    learned = await segmentation.database.fetch(
+        "SELECT type, sources FROM segmentation.learned_fields WHERE path = 'loyalty.tier'")
+    assert [(row["type"], list(row["sources"])) for row in learned] == [
+        ("string", ["crm", "shopify"])]
+    preview = await segmentation.stub.PreviewSegment(pb.PreviewSegmentRequest(
+        criteria=definition(condition("loyalty.tier", "equals", "gold")).criteria))
+    assert list(preview.sample_customer_ids) == [ada]
 
 
 async def test_people_leave_a_within_the_last_30_days_segment_as_time_passes(
