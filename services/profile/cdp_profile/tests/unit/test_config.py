@@ -24,7 +24,7 @@ def test_the_packaged_defaults_load_and_map_the_briefs_examples() -> None:
     book = config.strategies
     assert book.for_path("user.tags").name is StrategyName.MERGE_ARRAYS
     assert book.for_path("preferences").name is StrategyName.DEEP_MERGE
-    assert book.for_path("customer.lifetimeValue").name is StrategyName.HIGHEST_VALUE
+    assert book.for_path("customer.lifetime_value").name is StrategyName.HIGHEST_VALUE
     assert book.for_path("user.firstName").sources[0] == "crm"
     assert book.for_path("anything.else").name is StrategyName.MOST_RECENT
     record = apply_fields(
