@@ -59,6 +59,26 @@ def _clean(value: JsonValue) -> JsonValue:
     return _normalise(value)
 
 
+# Keys already found to be field names: every fragment of a source repeats the same few,
+# so the pattern runs once per key rather than once per field. Bounded, as keys come from
+# outside.
+_GOOD_KEYS: set[str] = set()
+_GOOD_KEYS_LIMIT = 100_000
+
+
+def _is_field_name(key: object) -> bool:
+    if key in _GOOD_KEYS:
+        return True
+    if not isinstance(key, str) or not _KEY.match(key):
+        return False
+    if len(_GOOD_KEYS) < _GOOD_KEYS_LIMIT:
+        _GOOD_KEYS.add(key)
+    return True
+
+
+_SCALARS = (str, int, bool)
+
+
 class _Walk:
     def __init__(
         self, book: StrategyBook, limits: DocumentLimits, field: str, *, lenient: bool = False
@@ -76,16 +96,18 @@ class _Walk:
         return f"{self.field}.{path}" if path else self.field
 
     def walk(self, node: dict[str, JsonValue], path: str, depth: int) -> None:
-        if depth > self.limits.max_depth:
+        max_depth = self.limits.max_depth
+        if depth > max_depth:
             self.violations.append(
                 FieldViolation(
-                    self._where(path),
-                    f"is nested deeper than the limit of {self.limits.max_depth} levels",
+                    self._where(path), f"is nested deeper than the limit of {max_depth} levels"
                 )
             )
             return
+        for_path = self.book.for_path
+        leaves = self.leaves
         for key, value in node.items():
-            if not isinstance(key, str) or not _KEY.match(key):
+            if not _is_field_name(key):
                 self.violations.append(
                     FieldViolation(
                         self._where(path),
@@ -94,28 +116,34 @@ class _Walk:
                     )
                 )
                 continue
-            child = f"{path}.{key}" if path else key
             if value is None:
                 continue
-            strategy = self.book.for_path(child)
-            if isinstance(value, dict) and not strategy.keeps_objects_whole:
-                self.walk(value, child, depth + 1)
-                continue
-            if depth + _depth(value) > self.limits.max_depth:
-                self.violations.append(
-                    FieldViolation(
-                        self._where(child),
-                        f"is nested deeper than the limit of {self.limits.max_depth} levels",
+            child = f"{path}.{key}" if path else key
+            strategy = for_path(child)
+            kind = type(value)
+            if kind in _SCALARS:
+                # Strings, integers and booleans are leaves as they are: nothing to clean
+                # and no depth.
+                cleaned: JsonValue = value
+            else:
+                if isinstance(value, dict) and not strategy.keeps_objects_whole:
+                    self.walk(value, child, depth + 1)
+                    continue
+                if depth + _depth(value) > max_depth:
+                    self.violations.append(
+                        FieldViolation(
+                            self._where(child),
+                            f"is nested deeper than the limit of {max_depth} levels",
+                        )
                     )
-                )
-                continue
-            cleaned = _clean(value)
+                    continue
+                cleaned = _clean(value)
             problem = strategy.accepts(cleaned)
             if problem is not None:
                 if not self.lenient:
                     self.violations.append(FieldViolation(self._where(child), problem))
                 continue
-            self.leaves.append(Leaf(child, cleaned))
+            leaves.append(Leaf(child, cleaned))
 
 
 def split_attributes(

@@ -31,8 +31,9 @@ class ProfileRepository(Protocol):
         end of its merge chain)."""
         ...
 
-    async def allocate_sequence(self, count: int) -> list[int]:
-        """`count` fresh, increasing ingestion sequence numbers."""
+    async def allocate_fragments(self, count: int) -> list[tuple[int, str]]:
+        """`count` fresh (ingestion sequence number, fragment id) pairs, in increasing
+        sequence order."""
         ...
 
     async def load_fields(

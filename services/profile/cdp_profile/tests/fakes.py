@@ -66,10 +66,10 @@ class FakeProfileRepository:
                 found[customer] = current
         return found
 
-    async def allocate_sequence(self, count: int) -> list[int]:
+    async def allocate_fragments(self, count: int) -> list[tuple[int, str]]:
         start = self._s.sequence
         self._s.sequence += count
-        return list(range(start + 1, start + count + 1))
+        return [(seq, str(uuid.uuid4())) for seq in range(start + 1, start + count + 1)]
 
     async def load_fields(
         self, keys: Collection[tuple[str, str]]
