@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from datetime import datetime
 
 from google.protobuf.struct_pb2 import NULL_VALUE, Struct, Value
@@ -85,12 +87,34 @@ def _updated(event: ProfileUpdated) -> profile_events_pb2.ProfileUpdated:
     return body
 
 
+# Version-4 variant nibble: 10xx in binary.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def _random_ids() -> Iterator[str]:
+    """Random (version 4) UUIDs as text, drawing randomness for 256 at a time: one system
+    call and no UUID object per message id."""
+    while True:
+        pool = os.urandom(16 * 256).hex()
+        for at in range(0, len(pool), 32):
+            h = pool[at : at + 32]
+            yield f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_message_ids = _random_ids()
+
+
+def new_message_id() -> str:
+    return next(_message_ids)
+
+
 def to_outbox(event: ProfileEvent) -> OutboxMessage:
     if isinstance(event, ProfileUpdated):
         return OutboxMessage.of_proto(
             PROFILE_UPDATED,
             _updated(event),
             source=SOURCE,
+            message_id=new_message_id(),
             about=event.customer_id,
             time=event.occurred_at,
         )

@@ -2,21 +2,21 @@
 
 Every statement is set-based, so a batch of fragments for many customers costs the same few
 round trips as one fragment. On the ingestion path whole sets of rows travel as one JSON
-document each way: the rows to write are encoded by one `json.dumps` (in C) and unpacked by
+document each way: the rows to write are encoded in one call (orjson) and unpacked by
 PostgreSQL (`jsonb_array_elements`), and the rows read are packed by PostgreSQL
-(`json_agg`) and decoded by one `json.loads`, rather than each row and each JSON value
-crossing the driver on its own. Times travel as microseconds since the epoch, the domain's
+(`json_agg`) and decoded in one call, rather than each row and each JSON value crossing the
+driver on its own. Times travel as microseconds since the epoch, the domain's
 own unit. Field states are read by primary key; nothing on the ingestion path reads the
 fragment history.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,13 +88,15 @@ _STATE_JSON = f"""json_build_array(
         f.path, f.strategy, f.value, f.source, {_micros("f.observed_at")}, f.seq,
         f.contributing_sources, f.reason, f.memory)"""
 
-# Exactly the (customer, path) pairs asked for, by primary key.
+# Exactly the (customer, path) pairs asked for, by primary key; the keys come as one JSON
+# object of paths by customer id.
 _LOAD_FIELDS = text(
     f"""
     SELECT coalesce(json_agg(json_build_array(f.customer_id, {_STATE_JSON})), '[]')::text
            AS states
-    FROM unnest(CAST(:customers AS uuid[]), CAST(:paths AS text[])) AS k(customer_id, path)
-    JOIN {SCHEMA}.field_states AS f ON f.customer_id = k.customer_id AND f.path = k.path
+    FROM jsonb_each(CAST(:keys AS jsonb)) AS k(customer_id, paths)
+    CROSS JOIN jsonb_array_elements_text(k.paths) AS p(path)
+    JOIN {SCHEMA}.field_states AS f ON f.customer_id = k.customer_id::uuid AND f.path = p.path
     """
 )
 
@@ -239,15 +241,16 @@ _RECORD_UNMERGE = text(
 )
 
 
-# One encoder for every JSON document sent; `json.dumps` with options builds a new one per call.
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+def _dumps(value: Any) -> str:
+    # orjson encodes the nested states and documents several times faster than json.
+    return orjson.dumps(value).decode()
 
 
 def _head(row: Any) -> ProfileHead:
     return ProfileHead(
         customer_id=row.customer_id,
         version=row.version,
-        attributes=json.loads(row.attributes),
+        attributes=orjson.loads(row.attributes),
         created_at=row.created_at,
         updated_at=row.updated_at,
         merged_into=row.merged_into,
@@ -267,7 +270,7 @@ class SqlProfileRepository:
 
     async def _json(self, statement: Any, parameters: dict[str, Any]) -> Any:
         """The one JSON value that `statement` selects, decoded."""
-        return json.loads((await self._session.execute(statement, parameters)).scalar_one())
+        return orjson.loads((await self._session.execute(statement, parameters)).scalar_one())
 
     async def lock_profiles(
         self, customer_ids: Collection[str], now: datetime
@@ -301,17 +304,15 @@ class SqlProfileRepository:
         return list(zip(sorted(row.seqs), row.ids, strict=True))
 
     async def load_fields(
-        self, keys: Collection[tuple[str, str]]
-    ) -> dict[tuple[str, str], FieldState]:
-        if not keys:
-            return {}
-        customers = []
-        paths = []
-        for customer, path in keys:
-            customers.append(customer)
-            paths.append(path)
-        found = await self._json(_LOAD_FIELDS, {"customers": customers, "paths": paths})
-        return {(customer, state[0]): _state(state) for customer, state in found}
+        self, paths_by_customer: Mapping[str, Collection[str]]
+    ) -> dict[str, dict[str, FieldState]]:
+        states: dict[str, dict[str, FieldState]] = {c: {} for c in paths_by_customer}
+        if not paths_by_customer:
+            return states
+        keys = {customer: list(paths) for customer, paths in paths_by_customer.items() if paths}
+        for customer, state in await self._json(_LOAD_FIELDS, {"keys": _dumps(keys)}):
+            states[customer][state[0]] = _state(state)
+        return states
 
     async def add_fragments(self, fragments: Sequence[StoredFragment]) -> None:
         if not fragments:
@@ -372,7 +373,7 @@ class SqlProfileRepository:
                 source=row.source,
                 observed_at=row.observed_at,
                 received_at=row.received_at,
-                attributes=json.loads(row.attributes),
+                attributes=orjson.loads(row.attributes),
             )
             for row in rows
         ]

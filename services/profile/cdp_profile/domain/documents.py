@@ -13,12 +13,13 @@ might be personal data.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from cdp_errors import FieldViolation
-from cdp_profile.domain.model import JsonValue, Leaf
+from cdp_profile.domain.model import EPOCH, JsonValue, Leaf
 from cdp_profile.domain.strategies import StrategyBook
 
 _KEY = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -36,9 +37,16 @@ class DocumentLimits:
     max_fields: int
 
 
+class _NotFinite(ValueError):
+    """A NaN or an infinity: no JSON number stands for it."""
+
+
 def _normalise(value: JsonValue) -> JsonValue:
-    if isinstance(value, float) and value.is_integer() and abs(value) < _MAX_SAFE_INTEGER:
-        return int(value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < _MAX_SAFE_INTEGER:
+            return int(value)
+        if not math.isfinite(value):
+            raise _NotFinite
     return value
 
 
@@ -107,7 +115,7 @@ class _Walk:
         for_path = self.book.for_path
         leaves = self.leaves
         for key, value in node.items():
-            if not _is_field_name(key):
+            if key not in _GOOD_KEYS and not _is_field_name(key):
                 self.violations.append(
                     FieldViolation(
                         self._where(path),
@@ -137,12 +145,20 @@ class _Walk:
                         )
                     )
                     continue
-                cleaned = _clean(value)
-            problem = strategy.accepts(cleaned)
-            if problem is not None:
-                if not self.lenient:
-                    self.violations.append(FieldViolation(self._where(child), problem))
-                continue
+                try:
+                    cleaned = _clean(value)
+                except _NotFinite:
+                    if not self.lenient:
+                        self.violations.append(
+                            FieldViolation(self._where(child), "is not a finite number")
+                        )
+                    continue
+            if strategy.restricts_values:
+                problem = strategy.accepts(cleaned)
+                if problem is not None:
+                    if not self.lenient:
+                        self.violations.append(FieldViolation(self._where(child), problem))
+                    continue
             leaves.append(Leaf(child, cleaned))
 
 
@@ -185,9 +201,7 @@ def parse_observed_at(
         return None, FieldViolation(
             field, "is not a valid timestamp (seconds or nanos out of range)"
         )
-    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
-        seconds=seconds, microseconds=nanos // 1000
-    )
+    moment = EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
     if moment > now + max_skew:
         return None, FieldViolation(
             field,

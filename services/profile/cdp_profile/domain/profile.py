@@ -64,8 +64,14 @@ def _node(document: dict[str, JsonValue], path: str) -> JsonValue:
     return node
 
 
+@lru_cache(maxsize=_PATH_CACHE_SIZE)
+def _parents_and_name(path: str) -> tuple[tuple[str, ...], str]:
+    *parents, name = path.split(".")
+    return tuple(parents), name
+
+
 def _set(document: dict[str, JsonValue], path: str, value: JsonValue) -> None:
-    *parents, last = path_parts(path)
+    parents, name = _parents_and_name(path)
     node = document
     for part in parents:
         child = node.get(part)
@@ -73,7 +79,7 @@ def _set(document: dict[str, JsonValue], path: str, value: JsonValue) -> None:
             child = {}
             node[part] = child
         node = child
-    node[last] = value
+    node[name] = value
 
 
 @dataclass(frozen=True)

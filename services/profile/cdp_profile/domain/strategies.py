@@ -90,10 +90,15 @@ class Strategy:
             for rank, source in enumerate(self.sources, start=1)
         }
 
-    @property
+    @cached_property
     def keeps_objects_whole(self) -> bool:
         """An object at a field with this strategy is one value, not a tree of fields."""
         return self.name is StrategyName.DEEP_MERGE
+
+    @cached_property
+    def restricts_values(self) -> bool:
+        """Whether `accepts` refuses any value (only highest_value does: it needs numbers)."""
+        return self.name is StrategyName.HIGHEST_VALUE
 
     def accepts(self, value: JsonValue) -> str | None:
         """Why `value` cannot be an observation of a field with this strategy, if it cannot."""
@@ -304,13 +309,14 @@ def _merge_arrays(
     )
 
 
-def _object_leaves(value: JsonValue, prefix: str = "") -> Iterable[tuple[str, JsonValue]]:
+def _object_leaves(value: JsonValue, prefix: str, into: list[tuple[str, JsonValue]]) -> None:
+    """Appends the leaves of `value` under `prefix` (relative dot paths) to `into`."""
     # Empty objects say nothing about any key, so they add no leaf.
     if isinstance(value, dict):
         for key, child in value.items():
-            yield from _object_leaves(child, f"{prefix}.{key}" if prefix else key)
+            _object_leaves(child, f"{prefix}.{key}" if prefix else key, into)
     elif value is not None:
-        yield prefix, value
+        into.append((prefix, value))
 
 
 def _conflicts(a: str, b: str) -> bool:
@@ -318,6 +324,10 @@ def _conflicts(a: str, b: str) -> bool:
     if a == "" or b == "":
         return True
     return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def _by_recency(item: tuple[str, dict[str, Any]]) -> tuple[int, int]:
+    return (-item[1]["at"], -item[1]["seq"])
 
 
 def _deep_merge(
@@ -330,8 +340,10 @@ def _deep_merge(
     seq: int,
 ) -> FieldState | None:
     leaves: dict[str, dict[str, Any]] = dict(state.memory.get("leaves", {})) if state else {}
+    observed: list[tuple[str, JsonValue]] = []
+    _object_leaves(value, "", observed)
     changed = False
-    for relative, leaf in _object_leaves(value):
+    for relative, leaf in observed:
         if _newer(leaves.get(relative), at, seq):
             leaves[relative] = {"v": leaf, "at": at, "seq": seq, "src": source}
             changed = True
@@ -340,21 +352,22 @@ def _deep_merge(
     # Every key keeps its newest value; where keys collide in shape (a value here, an object
     # there) the newer one wins. Deciding at read time keeps the result order-independent.
     accepted: list[tuple[str, dict[str, Any]]] = []
-    for relative, entry in sorted(
-        leaves.items(), key=lambda item: (-item[1]["at"], -item[1]["seq"])
-    ):
-        if not any(_conflicts(relative, kept) for kept, _ in accepted):
+    for relative, entry in sorted(leaves.items(), key=_by_recency):
+        for kept, _ in accepted:
+            if _conflicts(relative, kept):
+                break
+        else:
             accepted.append((relative, entry))
     merged: JsonValue = {}
-    for relative, entry in sorted(accepted):
+    for relative, entry in sorted(accepted, key=lambda item: item[0]):
         if relative == "":
             merged = entry["v"]
             break
         node = merged
-        parts = relative.split(".")
-        for part in parts[:-1]:
+        *parents, name = relative.split(".")
+        for part in parents:
             node = node.setdefault(part, {})
-        node[parts[-1]] = entry["v"]
+        node[name] = entry["v"]
     newest = accepted[0][1]
     contributors = tuple(sorted({entry["src"] for _, entry in accepted}))
     return FieldState(

@@ -28,7 +28,6 @@ from cdp_profile.domain.documents import DocumentLimits, parse_observed_at, spli
 from cdp_profile.domain.events import ProfileUpdated
 from cdp_profile.domain.ids import check_customer_id
 from cdp_profile.domain.model import (
-    FieldState,
     Fragment,
     IngestFragment,
     IngestResult,
@@ -219,15 +218,16 @@ class FragmentIngestor:
                     reason="CUSTOMER_FORGOTTEN",
                 )
                 del target[index]
-        keys: set[tuple[str, str]] = set()
+        wanted: dict[str, set[str]] = {}
         for index, customer in target.items():
-            keys.update((customer, path) for path in keys_to_load(fragments[index].paths))
-        by_customer: dict[str, dict[str, FieldState]] = {c: {} for c in set(target.values())}
-        for (owner, path), state in (await uow.profiles.load_fields(keys)).items():
-            by_customer[owner][path] = state
+            paths = keys_to_load(fragments[index].paths)
+            if customer in wanted:
+                wanted[customer] |= paths
+            else:
+                wanted[customer] = paths
         works = {
             customer: ProfileWork(heads[customer], self._book, fields)
-            for customer, fields in by_customer.items()
+            for customer, fields in (await uow.profiles.load_fields(wanted)).items()
         }
         for work in works.values():
             if work.stale_fields():
