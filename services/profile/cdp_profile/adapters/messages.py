@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import datetime
+from functools import lru_cache
 
 from google.protobuf.struct_pb2 import NULL_VALUE, Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -71,11 +72,17 @@ def document_struct(document: dict[str, JsonValue]) -> Struct:
     return struct
 
 
+@lru_cache(maxsize=16)
+def _seconds_and_micros(moment: datetime) -> tuple[int, int]:
+    """Whole seconds and microseconds since the epoch (the events of one batch share it)."""
+    return divmod(to_micros(moment), 1_000_000)
+
+
 def _updated(event: ProfileUpdated) -> profile_events_pb2.ProfileUpdated:
     body = profile_events_pb2.ProfileUpdated(customer_id=event.customer_id, version=event.version)
     _set_struct(body.attributes, event.attributes)
     body.attributes.SetInParent()
-    seconds, micros = divmod(to_micros(event.occurred_at), 1_000_000)
+    seconds, micros = _seconds_and_micros(event.occurred_at)
     body.occurred_at.seconds = seconds
     body.occurred_at.nanos = micros * 1000
     for change in event.changes:

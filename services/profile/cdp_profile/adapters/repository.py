@@ -317,6 +317,10 @@ class SqlProfileRepository:
     async def add_fragments(self, fragments: Sequence[StoredFragment]) -> None:
         if not fragments:
             return
+        # Fragments stored together were received together: one conversion per distinct time.
+        received = {f.received_at: 0 for f in fragments}
+        for moment in received:
+            received[moment] = to_micros(moment)
         rows = [
             [
                 f.id,
@@ -325,7 +329,7 @@ class SqlProfileRepository:
                 f.ingested_for,
                 f.source,
                 to_micros(f.observed_at),
-                to_micros(f.received_at),
+                received[f.received_at],
                 f.attributes,
             ]
             for f in fragments
