@@ -48,7 +48,33 @@ def same_value(a: JsonValue, b: JsonValue) -> bool:
     # tells apart differ as JSON too, and only values it finds equal need the exact check.
     if a != b:
         return False
+    return _same_json(a, b)
+
+
+def _same_json(a: JsonValue, b: JsonValue) -> bool:
+    """`canonical(a) == canonical(b)`, decided without encoding either (values of an
+    unchanged list or object are compared on every fold that leaves them as they were)."""
+    kind = type(a)
+    if kind is not type(b):
+        # Different JSON types never write alike (1, 1.0 and true differ).
+        if kind in _JSON_TYPES and type(b) in _JSON_TYPES:
+            return False
+        return canonical(a) == canonical(b)
+    if kind is dict:
+        return a.keys() == b.keys() and all(_same_json(a[key], b[key]) for key in a)
+    if kind is list:
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
+    if kind is float:
+        if a == b:
+            # 0.0 and -0.0 are equal numbers but different JSON.
+            return a != 0.0 or str(a) == str(b)
+        return False
+    if kind in _JSON_TYPES:
+        return bool(a == b)
     return canonical(a) == canonical(b)
+
+
+_JSON_TYPES = frozenset({dict, list, str, int, float, bool, type(None)})
 
 
 def is_empty(value: JsonValue) -> bool:
