@@ -5,9 +5,9 @@ round trips as one fragment. On the ingestion path whole sets of rows travel as 
 document each way: the rows to write are encoded in one call (orjson) and unpacked by
 PostgreSQL (`jsonb_array_elements`), and the rows read are packed by PostgreSQL
 (`json_agg`) and decoded in one call, rather than each row and each JSON value crossing the
-driver on its own. Times travel as microseconds since the epoch, the domain's
-own unit. Field states are read by primary key; nothing on the ingestion path reads the
-fragment history.
+driver on its own. Times travel as microseconds since the epoch, the domain's own unit.
+Field states are read by primary key; nothing on the ingestion path reads the fragment
+history.
 """
 
 from __future__ import annotations
