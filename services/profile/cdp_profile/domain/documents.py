@@ -13,12 +13,13 @@ might be personal data.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from cdp_errors import FieldViolation
-from cdp_profile.domain.model import JsonValue, Leaf
+from cdp_profile.domain.model import EPOCH, JsonValue, Leaf
 from cdp_profile.domain.strategies import StrategyBook
 
 _KEY = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -36,9 +37,16 @@ class DocumentLimits:
     max_fields: int
 
 
+class _NotFinite(ValueError):
+    """A NaN or an infinity: no JSON number stands for it."""
+
+
 def _normalise(value: JsonValue) -> JsonValue:
-    if isinstance(value, float) and value.is_integer() and abs(value) < _MAX_SAFE_INTEGER:
-        return int(value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < _MAX_SAFE_INTEGER:
+            return int(value)
+        if not math.isfinite(value):
+            raise _NotFinite
     return value
 
 
@@ -59,6 +67,26 @@ def _clean(value: JsonValue) -> JsonValue:
     return _normalise(value)
 
 
+# Keys already found to be field names: every fragment of a source repeats the same few,
+# so the pattern runs once per key rather than once per field. Bounded, as keys come from
+# outside.
+_GOOD_KEYS: set[str] = set()
+_GOOD_KEYS_LIMIT = 100_000
+
+
+def _is_field_name(key: object) -> bool:
+    if key in _GOOD_KEYS:
+        return True
+    if not isinstance(key, str) or not _KEY.match(key):
+        return False
+    if len(_GOOD_KEYS) < _GOOD_KEYS_LIMIT:
+        _GOOD_KEYS.add(key)
+    return True
+
+
+_SCALARS = (str, int, bool)
+
+
 class _Walk:
     def __init__(
         self, book: StrategyBook, limits: DocumentLimits, field: str, *, lenient: bool = False
@@ -76,16 +104,18 @@ class _Walk:
         return f"{self.field}.{path}" if path else self.field
 
     def walk(self, node: dict[str, JsonValue], path: str, depth: int) -> None:
-        if depth > self.limits.max_depth:
+        max_depth = self.limits.max_depth
+        if depth > max_depth:
             self.violations.append(
                 FieldViolation(
-                    self._where(path),
-                    f"is nested deeper than the limit of {self.limits.max_depth} levels",
+                    self._where(path), f"is nested deeper than the limit of {max_depth} levels"
                 )
             )
             return
+        for_path = self.book.for_path
+        leaves = self.leaves
         for key, value in node.items():
-            if not isinstance(key, str) or not _KEY.match(key):
+            if key not in _GOOD_KEYS and not _is_field_name(key):
                 self.violations.append(
                     FieldViolation(
                         self._where(path),
@@ -94,28 +124,42 @@ class _Walk:
                     )
                 )
                 continue
-            child = f"{path}.{key}" if path else key
             if value is None:
                 continue
-            strategy = self.book.for_path(child)
-            if isinstance(value, dict) and not strategy.keeps_objects_whole:
-                self.walk(value, child, depth + 1)
-                continue
-            if depth + _depth(value) > self.limits.max_depth:
-                self.violations.append(
-                    FieldViolation(
-                        self._where(child),
-                        f"is nested deeper than the limit of {self.limits.max_depth} levels",
+            child = f"{path}.{key}" if path else key
+            strategy = for_path(child)
+            kind = type(value)
+            if kind in _SCALARS:
+                # Strings, integers and booleans are leaves as they are: nothing to clean
+                # and no depth.
+                cleaned: JsonValue = value
+            else:
+                if isinstance(value, dict) and not strategy.keeps_objects_whole:
+                    self.walk(value, child, depth + 1)
+                    continue
+                if depth + _depth(value) > max_depth:
+                    self.violations.append(
+                        FieldViolation(
+                            self._where(child),
+                            f"is nested deeper than the limit of {max_depth} levels",
+                        )
                     )
-                )
-                continue
-            cleaned = _clean(value)
-            problem = strategy.accepts(cleaned)
-            if problem is not None:
-                if not self.lenient:
-                    self.violations.append(FieldViolation(self._where(child), problem))
-                continue
-            self.leaves.append(Leaf(child, cleaned))
+                    continue
+                try:
+                    cleaned = _clean(value)
+                except _NotFinite:
+                    if not self.lenient:
+                        self.violations.append(
+                            FieldViolation(self._where(child), "is not a finite number")
+                        )
+                    continue
+            if strategy.restricts_values:
+                problem = strategy.accepts(cleaned)
+                if problem is not None:
+                    if not self.lenient:
+                        self.violations.append(FieldViolation(self._where(child), problem))
+                    continue
+            leaves.append(Leaf(child, cleaned))
 
 
 def split_attributes(
@@ -157,9 +201,7 @@ def parse_observed_at(
         return None, FieldViolation(
             field, "is not a valid timestamp (seconds or nanos out of range)"
         )
-    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
-        seconds=seconds, microseconds=nanos // 1000
-    )
+    moment = EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
     if moment > now + max_skew:
         return None, FieldViolation(
             field,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 # A JSON value as it arrives in a fragment's attributes (dict, list, str, int, float, bool).
 JsonValue = Any
@@ -65,8 +65,7 @@ class IngestFragment:
     attributes_size: int = 0
 
 
-@dataclass(frozen=True)
-class Leaf:
+class Leaf(NamedTuple):
     """One field of a fragment: its dot path in the unified profile and its value."""
 
     path: str
@@ -83,6 +82,10 @@ class Fragment:
     attributes: dict[str, JsonValue]
     observed_at: datetime
     leaves: tuple[Leaf, ...]
+
+    @property
+    def paths(self) -> list[str]:
+        return [leaf.path for leaf in self.leaves]
 
     def resolved(self, customer_id: str) -> Fragment:
         return Fragment(
@@ -110,8 +113,7 @@ class StoredFragment:
     attributes: dict[str, JsonValue]
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
     """One value for one field: what a strategy folds into the field's state."""
 
     value: JsonValue
@@ -124,7 +126,10 @@ class Observation:
         return (self.at, self.seq)
 
 
-@dataclass(frozen=True)
+# Leaves, observations, field states and changes are made for every field of every fragment:
+# they are named tuples and a slotted dataclass, several times cheaper to build than frozen
+# dataclasses. A field state is never changed once made (strategies build a new one).
+@dataclass(slots=True)
 class FieldState:
     """One field of a unified profile: the winning value, its provenance and whatever the
     strategy needs to decide the next observation without re-reading history (`memory`)."""
@@ -163,8 +168,7 @@ class ProfileHead:
     forgotten: bool = False
 
 
-@dataclass(frozen=True)
-class FieldChange:
+class FieldChange(NamedTuple):
     path: str
     # None when the field is new.
     old_value: JsonValue

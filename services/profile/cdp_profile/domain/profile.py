@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from cdp_errors import FieldViolation, InvalidArgument
 from cdp_mappings.paths import get_path, set_path
@@ -20,18 +21,30 @@ from cdp_profile.domain.model import (
     FieldState,
     JsonValue,
     Leaf,
-    Observation,
     ProfileHead,
     StoredFragment,
     to_micros,
 )
 from cdp_profile.domain.strategies import StrategyBook, same_value
 
+# Field paths recur in every fragment; their segments and ancestors are worked out once.
+_PATH_CACHE_SIZE = 100_000
+
+
+@lru_cache(maxsize=_PATH_CACHE_SIZE)
+def path_parts(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
+
+
+@lru_cache(maxsize=_PATH_CACHE_SIZE)
+def _ancestors(path: str) -> tuple[str, ...]:
+    parts = path.split(".")
+    return tuple(".".join(parts[:end]) for end in range(1, len(parts)))
+
 
 def ancestors(path: str) -> list[str]:
     """`a.b.c` -> [`a`, `a.b`]: the fields that would have to be objects to hold `path`."""
-    parts = path.split(".")
-    return [".".join(parts[:end]) for end in range(1, len(parts))]
+    return list(_ancestors(path))
 
 
 def keys_to_load(paths: Iterable[str]) -> set[str]:
@@ -39,7 +52,7 @@ def keys_to_load(paths: Iterable[str]) -> set[str]:
     wanted: set[str] = set()
     for path in paths:
         wanted.add(path)
-        wanted.update(ancestors(path))
+        wanted.update(_ancestors(path))
     return wanted
 
 
@@ -86,25 +99,46 @@ class ProfileWork:
         """Fields of a fragment that cannot fit this profile's shape: a value where the profile
         has an object of other fields, or fields inside what the profile holds as a value."""
         violations = []
-        for leaf in leaves:
-            holder = next((a for a in ancestors(leaf.path) if a in self.fields), None)
+        fields = self.fields
+        for path, _ in leaves:
+            holder = next((a for a in _ancestors(path) if a in fields), None)
             if holder is not None:
                 violations.append(
                     FieldViolation(
-                        f"{field_prefix}.{leaf.path}",
+                        f"{field_prefix}.{path}",
                         f"cannot be set: {holder} holds a value in this profile, not an object",
                     )
                 )
-            elif leaf.path not in self.fields and isinstance(
-                get_path(self.document, tuple(leaf.path.split("."))), dict
+            elif path not in fields and isinstance(
+                get_path(self.document, path_parts(path)), dict
             ):
                 violations.append(
                     FieldViolation(
-                        f"{field_prefix}.{leaf.path}",
+                        f"{field_prefix}.{path}",
                         "cannot hold a value: it is an object of other fields in this profile",
                     )
                 )
         return violations
+
+    def _fits(self, leaves: Sequence[Leaf]) -> bool:
+        """No shape conflict, decided without building violations (the common case)."""
+        fields = self.fields
+        document = self.document
+        for path, _ in leaves:
+            for ancestor in _ancestors(path):
+                if ancestor in fields:
+                    return False
+            if path not in fields:
+                node: JsonValue = document
+                for part in path_parts(path):
+                    if part not in node:
+                        break
+                    node = node[part]
+                    if not isinstance(node, dict):
+                        break
+                else:
+                    return False
+        return True
 
     def apply(
         self,
@@ -118,25 +152,31 @@ class ProfileWork:
     ) -> Applied:
         """Folds one fragment's fields in. With `strict`, a shape conflict rejects the whole
         fragment (InvalidArgument, nothing applied); otherwise conflicting fields are skipped."""
-        conflicts = self.shape_conflicts(leaves, field_prefix)
-        if conflicts and strict:
-            raise InvalidArgument(conflicts)
-        skipped = {v.field.removeprefix(f"{field_prefix}.") for v in conflicts}
+        skipped: set[str] = set()
+        if not self._fits(leaves):
+            conflicts = self.shape_conflicts(leaves, field_prefix)
+            if conflicts and strict:
+                raise InvalidArgument(conflicts)
+            skipped = {v.field.removeprefix(f"{field_prefix}.") for v in conflicts}
         changes: list[FieldChange] = []
-        for leaf in leaves:
-            if leaf.path in skipped:
+        fields = self.fields
+        dirty = self.dirty
+        for_path = self.book.for_path
+        for path, value in leaves:
+            if path in skipped:
                 continue
-            strategy = self.book.for_path(leaf.path)
-            before = self.fields.get(leaf.path)
-            after = strategy.fold(leaf.path, before, Observation(leaf.value, source, at, seq))
-            if after is None or after == before:
+            before = fields.get(path)
+            after = for_path(path).fold_value(path, before, value, source, at, seq)
+            if after is None or after is before or after == before:
                 continue
-            self.fields[leaf.path] = after
-            self.dirty[leaf.path] = after
-            old_value = before.value if before is not None else None
-            if before is None or not same_value(old_value, after.value):
-                changes.append(FieldChange(leaf.path, old_value, after.value, after.source))
-                set_path(self.document, tuple(leaf.path.split(".")), after.value)
+            fields[path] = after
+            dirty[path] = after
+            if before is None:
+                changes.append(FieldChange(path, None, after.value, after.source))
+                set_path(self.document, path_parts(path), after.value)
+            elif not same_value(before.value, after.value):
+                changes.append(FieldChange(path, before.value, after.value, after.source))
+                set_path(self.document, path_parts(path), after.value)
         if changes:
             self.version += 1
             self.changed = True

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
@@ -44,7 +44,37 @@ def same_value(a: JsonValue, b: JsonValue) -> bool:
         return a is b
     if type(a) is type(b) and isinstance(a, (str, int, float, bool)):
         return bool(a == b)
+    # Python's equality is coarser than JSON's (1 == 1.0 == True), never finer: values it
+    # tells apart differ as JSON too, and only values it finds equal need the exact check.
+    if a != b:
+        return False
+    return _same_json(a, b)
+
+
+def _same_json(a: JsonValue, b: JsonValue) -> bool:
+    """`canonical(a) == canonical(b)`, decided without encoding either (values of an
+    unchanged list or object are compared on every fold that leaves them as they were)."""
+    kind = type(a)
+    if kind is not type(b):
+        # Different JSON types never write alike (1, 1.0 and true differ).
+        if kind in _JSON_TYPES and type(b) in _JSON_TYPES:
+            return False
+        return canonical(a) == canonical(b)
+    if kind is dict:
+        return a.keys() == b.keys() and all(_same_json(a[key], b[key]) for key in a)
+    if kind is list:
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
+    if kind is float:
+        if a == b:
+            # 0.0 and -0.0 are equal numbers but different JSON.
+            return a != 0.0 or str(a) == str(b)
+        return False
+    if kind in _JSON_TYPES:
+        return bool(a == b)
     return canonical(a) == canonical(b)
+
+
+_JSON_TYPES = frozenset({dict, list, str, int, float, bool, type(None)})
 
 
 def is_empty(value: JsonValue) -> bool:
@@ -55,37 +85,8 @@ def is_number(value: JsonValue) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _winner(state: FieldState, observation: Observation, *, key: str, reason: str) -> FieldState:
-    return replace(
-        state,
-        strategy=key,
-        value=observation.value,
-        source=observation.source,
-        at=observation.at,
-        seq=observation.seq,
-        contributing_sources=(),
-        reason=reason,
-    )
-
-
-def _first(path: str, observation: Observation, *, key: str, reason: str) -> FieldState:
-    return FieldState(
-        path=path,
-        strategy=key,
-        value=observation.value,
-        source=observation.source,
-        at=observation.at,
-        seq=observation.seq,
-        reason=reason,
-    )
-
-
-def _entry(observation: Observation) -> dict[str, Any]:
-    return {"v": observation.value, "at": observation.at, "seq": observation.seq}
-
-
-def _newer(entry: dict[str, Any] | None, observation: Observation) -> bool:
-    return entry is None or observation.order > (entry["at"], entry["seq"])
+def _newer(entry: dict[str, Any] | None, at: int, seq: int) -> bool:
+    return entry is None or at > entry["at"] or (at == entry["at"] and seq > entry["seq"])
 
 
 @dataclass(frozen=True)
@@ -101,10 +102,29 @@ class Strategy:
             return f"{self.name.value}:{'>'.join(self.sources)}"
         return self.name.value
 
-    @property
+    @cached_property
+    def _fold(self) -> _Fold:
+        return _FOLDS[self.name]
+
+    @cached_property
+    def _ranks(self) -> dict[str, tuple[int, str]]:
+        """Source priority: each listed source's rank and the reason its value wins."""
+        order = " > ".join(self.sources)
+        count = len(self.sources)
+        return {
+            source: (rank, f"{source} ranks {rank} of {count} ({order})")
+            for rank, source in enumerate(self.sources, start=1)
+        }
+
+    @cached_property
     def keeps_objects_whole(self) -> bool:
         """An object at a field with this strategy is one value, not a tree of fields."""
         return self.name is StrategyName.DEEP_MERGE
+
+    @cached_property
+    def restricts_values(self) -> bool:
+        """Whether `accepts` refuses any value (only highest_value does: it needs numbers)."""
+        return self.name is StrategyName.HIGHEST_VALUE
 
     def accepts(self, value: JsonValue) -> str | None:
         """Why `value` cannot be an observation of a field with this strategy, if it cannot."""
@@ -116,85 +136,142 @@ class Strategy:
         self, path: str, state: FieldState | None, observation: Observation
     ) -> FieldState | None:
         """The field's state once `observation` is taken into account (None: still no value)."""
+        value, source, at, seq = observation
+        return self.fold_value(path, state, value, source, at, seq)
+
+    def fold_value(
+        self, path: str, state: FieldState | None, value: JsonValue, source: str, at: int, seq: int
+    ) -> FieldState | None:
+        """`fold` for an observation given by its parts (the ingestion path makes no
+        Observation per field)."""
         if state is not None and state.strategy != self.key:
             raise ValueError(f"state of {path} was made by {state.strategy}, not {self.key}")
-        return _FOLDS[self.name](self, path, state, observation)
+        return self._fold(self, path, state, value, source, at, seq)
+
+
+def _won(
+    strategy: Strategy,
+    path: str,
+    value: JsonValue,
+    source: str,
+    at: int,
+    seq: int,
+    reason: str,
+    memory: dict[str, Any],
+) -> FieldState:
+    """The state of a field whose value is this one observation's."""
+    return FieldState(path, strategy.key, value, source, at, seq, (), reason, memory)
+
+
+_MOST_RECENT = "newest observation (by observed time)"
+_NON_EMPTY = "newest non-empty observation (by observed time)"
+_FIRST_SEEN = "earliest observation (by observed time)"
+_HIGHEST = "highest value observed"
 
 
 def _most_recent(
-    strategy: Strategy, path: str, state: FieldState | None, observation: Observation
+    strategy: Strategy,
+    path: str,
+    state: FieldState | None,
+    value: JsonValue,
+    source: str,
+    at: int,
+    seq: int,
 ) -> FieldState:
-    reason = "newest observation (by observed time)"
     if state is None:
-        return _first(path, observation, key=strategy.key, reason=reason)
-    if observation.order > (state.at, state.seq):
-        return _winner(state, observation, key=strategy.key, reason=reason)
+        return _won(strategy, path, value, source, at, seq, _MOST_RECENT, {})
+    if at > state.at or (at == state.at and seq > state.seq):
+        return _won(strategy, path, value, source, at, seq, _MOST_RECENT, state.memory)
     return state
 
 
 def _non_empty(
-    strategy: Strategy, path: str, state: FieldState | None, observation: Observation
+    strategy: Strategy,
+    path: str,
+    state: FieldState | None,
+    value: JsonValue,
+    source: str,
+    at: int,
+    seq: int,
 ) -> FieldState | None:
-    if is_empty(observation.value):
+    if is_empty(value):
         return state
-    reason = "newest non-empty observation (by observed time)"
     if state is None:
-        return _first(path, observation, key=strategy.key, reason=reason)
-    if observation.order > (state.at, state.seq):
-        return _winner(state, observation, key=strategy.key, reason=reason)
+        return _won(strategy, path, value, source, at, seq, _NON_EMPTY, {})
+    if at > state.at or (at == state.at and seq > state.seq):
+        return _won(strategy, path, value, source, at, seq, _NON_EMPTY, state.memory)
     return state
 
 
 def _first_seen(
-    strategy: Strategy, path: str, state: FieldState | None, observation: Observation
+    strategy: Strategy,
+    path: str,
+    state: FieldState | None,
+    value: JsonValue,
+    source: str,
+    at: int,
+    seq: int,
 ) -> FieldState:
-    reason = "earliest observation (by observed time)"
     if state is None:
-        return _first(path, observation, key=strategy.key, reason=reason)
-    if observation.order < (state.at, state.seq):
-        return _winner(state, observation, key=strategy.key, reason=reason)
+        return _won(strategy, path, value, source, at, seq, _FIRST_SEEN, {})
+    if at < state.at or (at == state.at and seq < state.seq):
+        return _won(strategy, path, value, source, at, seq, _FIRST_SEEN, state.memory)
     return state
 
 
 def _highest_value(
-    strategy: Strategy, path: str, state: FieldState | None, observation: Observation
+    strategy: Strategy,
+    path: str,
+    state: FieldState | None,
+    value: JsonValue,
+    source: str,
+    at: int,
+    seq: int,
 ) -> FieldState | None:
-    if not is_number(observation.value):
+    if not is_number(value):
         return state
-    reason = "highest value observed"
     if state is None:
-        return _first(path, observation, key=strategy.key, reason=reason)
+        return _won(strategy, path, value, source, at, seq, _HIGHEST, {})
     # Equal values credit the source that reached the value first.
-    if observation.value > state.value or (
-        observation.value == state.value and observation.order < (state.at, state.seq)
+    if value > state.value or (
+        value == state.value and (at < state.at or (at == state.at and seq < state.seq))
     ):
-        return _winner(state, observation, key=strategy.key, reason=reason)
+        return _won(strategy, path, value, source, at, seq, _HIGHEST, state.memory)
     return state
 
 
-def _by_source(state: FieldState | None, observation: Observation) -> dict[str, dict[str, Any]]:
-    """Each source's latest observation, with `observation` folded in."""
+def _by_source(
+    state: FieldState | None, value: JsonValue, source: str, at: int, seq: int
+) -> dict[str, dict[str, Any]]:
+    """Each source's latest observation, with this one folded in."""
     latest: dict[str, dict[str, Any]] = dict(state.memory.get("by_source", {})) if state else {}
-    if _newer(latest.get(observation.source), observation):
-        latest[observation.source] = _entry(observation)
+    if _newer(latest.get(source), at, seq):
+        latest[source] = {"v": value, "at": at, "seq": seq}
     return latest
 
 
 def _source_priority(
-    strategy: Strategy, path: str, state: FieldState | None, observation: Observation
+    strategy: Strategy,
+    path: str,
+    state: FieldState | None,
+    value: JsonValue,
+    source: str,
+    at: int,
+    seq: int,
 ) -> FieldState | None:
-    latest = _by_source(state, observation)
-    order = " > ".join(strategy.sources)
+    latest = _by_source(state, value, source, at, seq)
     chosen: tuple[str, dict[str, Any]] | None = None
     reason = ""
-    for rank, source in enumerate(strategy.sources, start=1):
-        entry = latest.get(source)
-        if entry is not None and not is_empty(entry["v"]):
-            chosen = (source, entry)
-            reason = f"{source} ranks {rank} of {len(strategy.sources)} ({order})"
-            break
+    best = len(strategy.sources) + 1
+    ranks = strategy._ranks
+    for candidate, entry in latest.items():
+        ranked = ranks.get(candidate)
+        if ranked is not None and ranked[0] < best and not is_empty(entry["v"]):
+            best, reason = ranked
+            chosen = (candidate, entry)
     if chosen is None:
         # No listed source has a value: fall back to the newest value of any other source.
+        order = " > ".join(strategy.sources)
         candidates = [(s, e) for s, e in latest.items() if not is_empty(e["v"])]
         if not candidates:
             candidates = list(latest.items())
@@ -202,32 +279,37 @@ def _source_priority(
             return state
         chosen = max(candidates, key=lambda item: (item[1]["at"], item[1]["seq"]))
         reason = f"no listed source ({order}) has a value; newest observation, from {chosen[0]}"
-    source, entry = chosen
+    winner, entry = chosen
     return FieldState(
-        path=path,
-        strategy=strategy.key,
-        value=entry["v"],
-        source=source,
-        at=entry["at"],
-        seq=entry["seq"],
-        reason=reason,
-        memory={"by_source": latest},
+        path,
+        strategy.key,
+        entry["v"],
+        winner,
+        entry["at"],
+        entry["seq"],
+        (),
+        reason,
+        {"by_source": latest},
     )
 
 
 def _merge_arrays(
-    strategy: Strategy, path: str, state: FieldState | None, observation: Observation
+    strategy: Strategy,
+    path: str,
+    state: FieldState | None,
+    value: JsonValue,
+    source: str,
+    at: int,
+    seq: int,
 ) -> FieldState:
-    value = observation.value if isinstance(observation.value, list) else [observation.value]
-    observation = Observation(value, observation.source, observation.at, observation.seq)
-    latest = _by_source(state, observation)
+    latest = _by_source(state, value if isinstance(value, list) else [value], source, at, seq)
     # Each source's latest list counts, so a tag a source drops disappears unless another
     # source still has it; the union keeps first-seen order, oldest contribution first.
     ordered = sorted(latest.items(), key=lambda item: (item[1]["at"], item[1]["seq"]))
     merged: list[JsonValue] = []
     seen: set[str] = set()
     contributors: list[str] = []
-    for source, entry in ordered:
+    for contributor, entry in ordered:
         added = False
         for element in entry["v"]:
             # Strings (tags, the common case) are their own identity; other values go by JSON.
@@ -237,29 +319,30 @@ def _merge_arrays(
                 merged.append(element)
                 added = True
         if added or entry["v"]:
-            contributors.append(source)
+            contributors.append(contributor)
     newest_source, newest = ordered[-1]
     names = ", ".join(contributors) or newest_source
     return FieldState(
-        path=path,
-        strategy=strategy.key,
-        value=merged,
-        source=newest_source,
-        at=newest["at"],
-        seq=newest["seq"],
-        contributing_sources=tuple(contributors),
-        reason=f"union of the latest lists from {names}, duplicates removed",
-        memory={"by_source": latest},
+        path,
+        strategy.key,
+        merged,
+        newest_source,
+        newest["at"],
+        newest["seq"],
+        tuple(contributors),
+        f"union of the latest lists from {names}, duplicates removed",
+        {"by_source": latest},
     )
 
 
-def _object_leaves(value: JsonValue, prefix: str = "") -> Iterable[tuple[str, JsonValue]]:
+def _object_leaves(value: JsonValue, prefix: str, into: list[tuple[str, JsonValue]]) -> None:
+    """Appends the leaves of `value` under `prefix` (relative dot paths) to `into`."""
     # Empty objects say nothing about any key, so they add no leaf.
     if isinstance(value, dict):
         for key, child in value.items():
-            yield from _object_leaves(child, f"{prefix}.{key}" if prefix else key)
+            _object_leaves(child, f"{prefix}.{key}" if prefix else key, into)
     elif value is not None:
-        yield prefix, value
+        into.append((prefix, value))
 
 
 def _conflicts(a: str, b: str) -> bool:
@@ -269,57 +352,66 @@ def _conflicts(a: str, b: str) -> bool:
     return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
+def _by_recency(item: tuple[str, dict[str, Any]]) -> tuple[int, int]:
+    return (-item[1]["at"], -item[1]["seq"])
+
+
 def _deep_merge(
-    strategy: Strategy, path: str, state: FieldState | None, observation: Observation
+    strategy: Strategy,
+    path: str,
+    state: FieldState | None,
+    value: JsonValue,
+    source: str,
+    at: int,
+    seq: int,
 ) -> FieldState | None:
     leaves: dict[str, dict[str, Any]] = dict(state.memory.get("leaves", {})) if state else {}
+    observed: list[tuple[str, JsonValue]] = []
+    _object_leaves(value, "", observed)
     changed = False
-    for relative, value in _object_leaves(observation.value):
-        entry = leaves.get(relative)
-        if _newer(entry, observation):
-            leaves[relative] = {
-                "v": value,
-                "at": observation.at,
-                "seq": observation.seq,
-                "src": observation.source,
-            }
+    for relative, leaf in observed:
+        if _newer(leaves.get(relative), at, seq):
+            leaves[relative] = {"v": leaf, "at": at, "seq": seq, "src": source}
             changed = True
     if not changed:
         return state
     # Every key keeps its newest value; where keys collide in shape (a value here, an object
     # there) the newer one wins. Deciding at read time keeps the result order-independent.
     accepted: list[tuple[str, dict[str, Any]]] = []
-    for relative, entry in sorted(
-        leaves.items(), key=lambda item: (-item[1]["at"], -item[1]["seq"])
-    ):
-        if not any(_conflicts(relative, kept) for kept, _ in accepted):
+    for relative, entry in sorted(leaves.items(), key=_by_recency):
+        for kept, _ in accepted:
+            if _conflicts(relative, kept):
+                break
+        else:
             accepted.append((relative, entry))
     merged: JsonValue = {}
-    for relative, entry in sorted(accepted):
+    for relative, entry in sorted(accepted, key=lambda item: item[0]):
         if relative == "":
             merged = entry["v"]
             break
         node = merged
-        parts = relative.split(".")
-        for part in parts[:-1]:
+        *parents, name = relative.split(".")
+        for part in parents:
             node = node.setdefault(part, {})
-        node[parts[-1]] = entry["v"]
+        node[name] = entry["v"]
     newest = accepted[0][1]
     contributors = tuple(sorted({entry["src"] for _, entry in accepted}))
     return FieldState(
-        path=path,
-        strategy=strategy.key,
-        value=merged,
-        source=newest["src"],
-        at=newest["at"],
-        seq=newest["seq"],
-        contributing_sources=contributors,
-        reason=f"objects from {', '.join(contributors)} merged key by key; newer keys win",
-        memory={"leaves": leaves},
+        path,
+        strategy.key,
+        merged,
+        newest["src"],
+        newest["at"],
+        newest["seq"],
+        contributors,
+        f"objects from {', '.join(contributors)} merged key by key; newer keys win",
+        {"leaves": leaves},
     )
 
 
-_Fold = Callable[[Strategy, str, FieldState | None, Observation], FieldState | None]
+_Fold = Callable[
+    [Strategy, str, FieldState | None, JsonValue, str, int, int], FieldState | None
+]
 _FOLDS: dict[StrategyName, _Fold] = {
     StrategyName.MOST_RECENT: _most_recent,
     StrategyName.SOURCE_PRIORITY: _source_priority,

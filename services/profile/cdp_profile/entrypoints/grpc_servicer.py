@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 
 from cdp.common.v1 import common_pb2
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_errors import DomainError, InvalidArgument
 from cdp_grpc.errors import item_error
-from cdp_grpc.structs import to_struct
+from cdp_grpc.structs import struct_to_dict, to_struct
 from cdp_profile.adapters.messages import timestamp
 from cdp_profile.domain.model import Identifiers, IngestFragment, IngestResult, UnifiedProfile
 from cdp_profile.service_layer.ingestion import FragmentIngestor
@@ -32,15 +31,20 @@ def to_identifiers(message: common_pb2.Identifiers) -> Identifiers:
     )
 
 
+NO_IDENTIFIERS = Identifiers()
+
+
 def to_command(fragment: profile_pb2.ProfileFragment, *, max_bytes: int) -> IngestFragment:
     size = fragment.attributes.ByteSize()
     # An oversized document is refused on its size alone, before it is converted.
-    attributes = json_format.MessageToDict(fragment.attributes) if size <= max_bytes else {}
+    attributes = struct_to_dict(fragment.attributes) if size <= max_bytes else {}
     observed = fragment.observed_at
+    identifiers = fragment.identifiers
     return IngestFragment(
         source=fragment.source,
         customer_id=fragment.customer_id,
-        identifiers=to_identifiers(fragment.identifiers),
+        # Fragments that carry a customer id usually carry no identifiers.
+        identifiers=to_identifiers(identifiers) if identifiers.ByteSize() else NO_IDENTIFIERS,
         attributes=attributes,
         observed_at=(observed.seconds, observed.nanos)
         if fragment.HasField("observed_at")
@@ -124,11 +128,16 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         commands = [to_command(f, max_bytes=self._max_bytes) for f in request.fragments]
         outcomes = await self._ingestor.ingest_many(commands)
         response = profile_pb2.IngestProfileFragmentsResponse()
+        results = response.results
         for outcome in outcomes:
             if isinstance(outcome, DomainError):
-                response.results.add(error=item_error(outcome))
+                results.add(error=item_error(outcome))
             else:
-                response.results.add(ingested=to_response(outcome))
+                ingested = results.add().ingested
+                ingested.customer_id = outcome.customer_id
+                ingested.fragment_id = outcome.fragment_id
+                ingested.changed_fields.extend(outcome.changed_fields)
+                ingested.profile_version = outcome.profile_version
         return response
 
     async def GetUnifiedProfile(

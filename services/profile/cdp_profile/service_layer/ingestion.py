@@ -13,7 +13,6 @@ touches a field made under the old configuration rebuilds that customer once).
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,7 +28,6 @@ from cdp_profile.domain.documents import DocumentLimits, parse_observed_at, spli
 from cdp_profile.domain.events import ProfileUpdated
 from cdp_profile.domain.ids import check_customer_id
 from cdp_profile.domain.model import (
-    FieldState,
     Fragment,
     IngestFragment,
     IngestResult,
@@ -220,27 +218,26 @@ class FragmentIngestor:
                     reason="CUSTOMER_FORGOTTEN",
                 )
                 del target[index]
-        keys = {
-            (target[index], path)
-            for index in target
-            for path in keys_to_load(leaf.path for leaf in fragments[index].leaves)
-        }
-        by_customer: dict[str, dict[str, FieldState]] = {c: {} for c in set(target.values())}
-        for (owner, path), state in (await uow.profiles.load_fields(keys)).items():
-            by_customer[owner][path] = state
+        wanted: dict[str, set[str]] = {}
+        for index, customer in target.items():
+            paths = keys_to_load(fragments[index].paths)
+            if customer in wanted:
+                wanted[customer] |= paths
+            else:
+                wanted[customer] = paths
         works = {
             customer: ProfileWork(heads[customer], self._book, fields)
-            for customer, fields in by_customer.items()
+            for customer, fields in (await uow.profiles.load_fields(wanted)).items()
         }
         for work in works.values():
             if work.stale_fields():
                 await self._rebuild_for_new_configuration(uow, work, now)
-        sequence = iter(await uow.profiles.allocate_sequence(len(target)))
+        allocated = iter(await uow.profiles.allocate_fragments(len(target)))
         stored: list[StoredFragment] = []
         for index in sorted(target):
             fragment = fragments[index]
             work = works[target[index]]
-            seq = next(sequence)
+            seq, fragment_id = next(allocated)
             try:
                 applied = work.apply(
                     fragment.leaves,
@@ -252,7 +249,6 @@ class FragmentIngestor:
             except InvalidArgument as error:
                 outcomes[index] = error
                 continue
-            fragment_id = str(uuid.uuid4())
             stored.append(
                 StoredFragment(
                     id=fragment_id,

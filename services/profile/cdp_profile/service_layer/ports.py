@@ -3,7 +3,7 @@ protocols the adapters and the test fakes meet."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -31,14 +31,16 @@ class ProfileRepository(Protocol):
         end of its merge chain)."""
         ...
 
-    async def allocate_sequence(self, count: int) -> list[int]:
-        """`count` fresh, increasing ingestion sequence numbers."""
+    async def allocate_fragments(self, count: int) -> list[tuple[int, str]]:
+        """`count` fresh (ingestion sequence number, fragment id) pairs, in increasing
+        sequence order."""
         ...
 
     async def load_fields(
-        self, keys: Collection[tuple[str, str]]
-    ) -> dict[tuple[str, str], FieldState]:
-        """The stored states among (customer id, path) `keys`."""
+        self, paths_by_customer: Mapping[str, Collection[str]]
+    ) -> dict[str, dict[str, FieldState]]:
+        """The stored states among `paths_by_customer`, by customer id and path (a customer
+        with none of them stored maps to an empty dict)."""
         ...
 
     async def add_fragments(self, fragments: Sequence[StoredFragment]) -> None: ...

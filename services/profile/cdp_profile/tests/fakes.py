@@ -12,7 +12,7 @@ import asyncio
 import copy
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -66,15 +66,22 @@ class FakeProfileRepository:
                 found[customer] = current
         return found
 
-    async def allocate_sequence(self, count: int) -> list[int]:
+    async def allocate_fragments(self, count: int) -> list[tuple[int, str]]:
         start = self._s.sequence
         self._s.sequence += count
-        return list(range(start + 1, start + count + 1))
+        return [(seq, str(uuid.uuid4())) for seq in range(start + 1, start + count + 1)]
 
     async def load_fields(
-        self, keys: Collection[tuple[str, str]]
-    ) -> dict[tuple[str, str], FieldState]:
-        return {key: self._s.fields[key] for key in keys if key in self._s.fields}
+        self, paths_by_customer: Mapping[str, Collection[str]]
+    ) -> dict[str, dict[str, FieldState]]:
+        return {
+            customer: {
+                path: self._s.fields[(customer, path)]
+                for path in paths
+                if (customer, path) in self._s.fields
+            }
+            for customer, paths in paths_by_customer.items()
+        }
 
     async def add_fragments(self, fragments: Sequence[StoredFragment]) -> None:
         for fragment in fragments:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import Any
 
 import grpc
 import pytest
@@ -17,6 +18,7 @@ from cdp_bus import NatsSettings, connect_nats
 from cdp_bus.subjects import PROFILE_UPDATED
 from cdp_embedded import EmbeddedNats
 from cdp_grpc import field_violations_of
+from cdp_grpc.structs import struct_to_dict
 
 from .conftest import RunningProfile
 from .helpers import fragment, ingest
@@ -230,6 +232,69 @@ async def test_each_change_is_published_on_the_bus_with_old_and_new_values(
     }
     headers = messages[1].headers or {}
     assert headers["ce-subject"] == customer and "traceparent" in headers
+
+
+async def test_awkward_values_survive_storage_and_each_event_of_a_batch_has_its_own_document(
+    profile: RunningProfile, nats: EmbeddedNats
+) -> None:
+    """Values travel to PostgreSQL and back as JSON documents: text with quotes, escapes and
+    non-Latin letters, large and fractional numbers, booleans, nested lists and objects
+    merged whole must come back as they went in, and two fragments for one customer in one
+    batch announce two versions, each with the document as it was after that fragment."""
+    customer = str(uuid.uuid4())
+    first: dict[str, Any] = {
+        "user": {
+            "firstName": 'Zoë "the \\ Analyst" 李',
+            "tags": ["vip", "ünïcödé", "line\nbreak"],
+            "scores": [[1, 2.5], [True, False], []],
+        },
+        "customer": {"lifetime_value": 9007199254740991, "ratio": 0.1, "orderCount": 3},
+        "preferences": {"email": {"weekly": True, "topics": ["a", "b"]}, "empty": {}},
+    }
+    second = {"user": {"firstName": "Ada"}, "preferences": {"email": {"weekly": False}}}
+    batch = profile_pb2.IngestProfileFragmentsRequest(
+        fragments=[
+            fragment("crm", first, customer_id=customer, hours_ago=2),
+            fragment("crm", second, customer_id=customer, hours_ago=1),
+        ]
+    )
+    response = await profile.stub.IngestProfileFragments(batch)
+    assert [r.ingested.profile_version for r in response.results] == [1, 2]
+    expected = {
+        "user": {
+            "firstName": "Ada",
+            "tags": ["vip", "ünïcödé", "line\nbreak"],
+            "scores": [[1, 2.5], [True, False], []],
+        },
+        "customer": {"lifetime_value": 9007199254740991, "ratio": 0.1, "orderCount": 3},
+        "preferences": {"email": {"weekly": False, "topics": ["a", "b"]}},
+    }
+    unified = await get_profile(profile, customer)
+    assert struct_to_dict(unified.attributes) == expected
+    assert unified.provenance["preferences"].strategy == "deep_merge"
+    assert unified.provenance["customer.lifetime_value"].strategy == "highest_value"
+
+    client = await connect_nats(NatsSettings(url=nats.url), name="test-awkward")
+    try:
+        subscription = await client.jetstream().pull_subscribe(
+            PROFILE_UPDATED, durable="test-awkward", stream="CDP_PROFILE"
+        )
+        messages: list[Msg] = []
+        while len(messages) < 2:
+            messages.extend(await subscription.fetch(2 - len(messages), timeout=10))
+    finally:
+        await client.close()
+    events = [profile_events_pb2.ProfileUpdated.FromString(m.data) for m in messages]
+    assert [(e.customer_id, e.version) for e in events] == [(customer, 1), (customer, 2)]
+    first_document = struct_to_dict(events[0].attributes)
+    assert first_document["user"]["firstName"] == first["user"]["firstName"]
+    assert first_document["preferences"] == {"email": {"weekly": True, "topics": ["a", "b"]}}
+    assert struct_to_dict(events[1].attributes) == expected
+    (name,) = (c for c in events[1].changes if c.path == "user.firstName")
+    assert (name.old_value.string_value, name.new_value.string_value) == (
+        first["user"]["firstName"],
+        "Ada",
+    )
 
 
 async def test_a_sync_fans_out_to_every_target_with_one_result_each(

@@ -85,6 +85,15 @@ def test_empty_documents_and_too_many_fields_are_refused() -> None:
     ]
 
 
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_numbers_json_cannot_hold_are_refused_naming_the_field(number: float) -> None:
+    _, violations = split({"customer": {"score": number}, "user": {"ratings": [1.5, number]}})
+    assert violations == [
+        ("attributes.customer.score", "is not a finite number"),
+        ("attributes.user.ratings", "is not a finite number"),
+    ]
+
+
 def test_a_metric_resolved_by_highest_value_must_be_a_number() -> None:
     _, violations = split({"customer": {"lifetimeValue": "lots"}})
     assert violations == [("attributes.customer.lifetimeValue", "highest_value needs a number")]

@@ -13,6 +13,8 @@ from cdp_profile.domain.strategies import (
     StrategyBook,
     StrategyName,
     StrategyRule,
+    canonical,
+    same_value,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -244,3 +246,26 @@ def test_the_most_specific_rule_wins_segment_by_segment_from_the_left() -> None:
     assert book.for_path("customer.stats.visits") == HIGHEST
     assert book.for_path("customer") == MOST_RECENT
     assert book.for_path("other.field") == MOST_RECENT
+
+
+# A small domain of values, so that equal, nearly equal (1, 1.0, true; 0.0 and -0.0; keys in
+# another order) and different values all come up. (No NaN: documents refuse it.)
+_json_values = st.recursive(
+    st.sampled_from([None, True, False, 0, 1, 0.0, -0.0, 1.0, 1.5, "", "a", "1"]),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.sampled_from(["x", "y", "z"]), children, max_size=3),
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(a=_json_values, b=_json_values)
+def test_two_values_are_the_same_exactly_when_they_write_as_the_same_json(
+    a: JsonValue, b: JsonValue
+) -> None:
+    nested = same_value([a], [b])
+    assert nested == (canonical([a]) == canonical([b]))
+    reordered = dict(reversed(list(b.items()))) if isinstance(b, dict) else b
+    assert same_value({"v": a, "w": 1}, {"w": 1, "v": reordered}) == nested
