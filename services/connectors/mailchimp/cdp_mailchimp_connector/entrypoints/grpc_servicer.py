@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC
 from typing import Any
 
@@ -25,6 +26,8 @@ from cdp_mailchimp_connector.domain.profiles import RawProfile
 from cdp_mailchimp_connector.service_layer.connector import MailchimpConnector
 
 MAX_PROFILES = 50_000
+# Above this many profiles a push is read on a worker thread rather than the event loop.
+IN_LOOP_PROFILES = 500
 MAX_EVENTS = 5_000
 DEFAULT_PAGE = 100
 
@@ -74,6 +77,12 @@ def _limit(count: int, limit: int, field: str) -> None:
         raise InvalidArgument.single(field, f"has {count} entries; the limit is {limit}")
 
 
+def _raw_profiles(request: connector_pb2.PushProfilesRequest) -> list[RawProfile]:
+    return [
+        RawProfile(p.customer_id, p.email, struct_to_dict(p.payload)) for p in request.profiles
+    ]
+
+
 class ConnectorServicer(connector_pb2_grpc.ConnectorServiceServicer):
     def __init__(self, connector: MailchimpConnector) -> None:
         self._connector = connector
@@ -84,10 +93,12 @@ class ConnectorServicer(connector_pb2_grpc.ConnectorServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> connector_pb2.PushProfilesResponse:
         _limit(len(request.profiles), MAX_PROFILES, "profiles")
-        profiles = [
-            RawProfile(p.customer_id, p.email, struct_to_dict(p.payload))
-            for p in request.profiles
-        ]
+        if len(request.profiles) <= IN_LOOP_PROFILES:
+            profiles = _raw_profiles(request)
+        else:
+            # Reading thousands of payloads would stall the event loop, and with it every
+            # Mailchimp call waiting to complete; a worker thread shares the interpreter.
+            profiles = await asyncio.to_thread(_raw_profiles, request)
         outcomes = await self._connector.push_profiles(profiles)
         response = connector_pb2.PushProfilesResponse()
         add = response.results.add  # several times faster than a message per result

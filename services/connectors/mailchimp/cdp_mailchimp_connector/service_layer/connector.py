@@ -154,15 +154,11 @@ class MailchimpConnector:
 
     async def push_profiles(self, profiles: Sequence[RawProfile]) -> list[RecordOutcome]:
         info = await self.audience()
-        upserts, violations = to_upserts(
-            profiles, double_optin=info.double_optin, known_tags=info.merge_tags
-        )
+        upserts, violations = await self._checked(profiles, info)
         if any("EnsureFields" in v.description for v in violations):
             # Another replica (or the Mailchimp app) may have added the field since.
             info = await self.audience(refresh=True)
-            upserts, violations = to_upserts(
-                profiles, double_optin=info.double_optin, known_tags=info.merge_tags
-            )
+            upserts, violations = await self._checked(profiles, info)
         if violations:
             raise InvalidArgument(violations)
         chunks = [
@@ -178,6 +174,21 @@ class MailchimpConnector:
             outcomes = {o.key: o for chunk_outcomes in results for o in chunk_outcomes}
         await self._record_profile_failures(upserts, outcomes)
         return [outcomes[u.customer_id] for u in upserts]
+
+    @staticmethod
+    async def _checked(
+        profiles: Sequence[RawProfile], info: AudienceInfo
+    ) -> tuple[list[MemberUpsert], list[FieldViolation]]:
+        if len(profiles) <= MAX_MEMBERS_PER_BATCH:
+            return to_upserts(profiles, double_optin=info.double_optin,
+                              known_tags=info.merge_tags)
+        # Checking thousands of profiles takes tens of milliseconds; on the event loop that
+        # would hold back the completion of every Mailchimp call in flight (a fifth of the
+        # throughput at 25,000 members/s). On a worker thread the interpreter lets the loop in
+        # every few milliseconds.
+        return await asyncio.to_thread(
+            to_upserts, profiles, double_optin=info.double_optin, known_tags=info.merge_tags
+        )
 
     @staticmethod
     def _batch_body(chunk: Sequence[MemberUpsert]) -> dict[str, Any]:

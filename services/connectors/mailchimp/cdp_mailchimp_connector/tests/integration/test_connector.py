@@ -114,6 +114,24 @@ async def test_bad_profiles_are_rejected_naming_each_field_and_nothing_is_writte
     assert sandbox.audience.members == {}
 
 
+async def test_a_large_push_is_checked_whole_before_anything_is_written(
+    connector: RunningConnector, sandbox: RunningSandbox
+) -> None:
+    # Pushes above one Mailchimp batch are read and checked off the event loop: the same
+    # rules, the same field paths, and still nothing written when one profile is bad.
+    profiles = [profile(n) for n in range(1_500)]
+    profiles[1_234] = profile(1_234, merge_fields={"NOPE": "x"})
+    profiles[1_499] = profile(7)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await connector.stub.PushProfiles(push(*profiles))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [f for f, _ in field_violations_of(caught.value)] == [
+        "profiles[1234].payload.merge_fields.NOPE",
+        "profiles[1499].email",
+    ]
+    assert sandbox.audience.members == {}
+
+
 async def test_events_become_member_events_and_unknown_people_fail_permanently(
     connector: RunningConnector, sandbox: RunningSandbox
 ) -> None:
