@@ -8,9 +8,9 @@ first), as `cdp up` runs them; the benchmark drives the connector over gRPC, the
 member back from the sandbox to check that none was lost or duplicated. It runs twice: clean,
 and with 10% 429s and 2% 5xx injected. Beside the bound it prints a reference measured in
 the same run: the SDK driven straight from 10 threads into the same sandbox, no connector, so
-the connector's own cost reads as a ratio even when the machine is busy. 300,000 members by default (about 12 s a run): long
-enough for a sustained rate, where at 100,000 the first call's start and the last round's
-tail cost some five points.
+the connector's own cost reads as a ratio even when the machine is busy. 300,000 members by
+default (about 12 s a run): long enough for a sustained rate, where at 100,000 the first
+call's start and the last round's tail cost some five points.
 
     ./pants run bench/mailchimp_sync.py -- [--members 300000] [--request-size 5000]
 """
