@@ -45,6 +45,7 @@ from cdp_identity.domain.events import (
     CustomersUnmerged,
 )
 from cdp_identity.domain.identifiers import (
+    KIND_NAME,
     NO_BLOCKED_VALUES,
     BlockedValues,
     IdentityKey,
@@ -53,6 +54,7 @@ from cdp_identity.domain.identifiers import (
 )
 from cdp_identity.domain.matching import (
     DEFAULT_ODDS,
+    NO_ATTRIBUTES,
     PersonAttributes,
     Scorer,
     blocking_keys,
@@ -122,7 +124,6 @@ class _Request(NamedTuple):
     allow_probabilistic: bool
 
 
-_NO_ATTRIBUTES = PersonAttributes()
 DETERMINISTIC = MatchMethod.DETERMINISTIC
 
 
@@ -136,14 +137,10 @@ def parse_customer_id(raw: str, field_name: str) -> str:
         raise InvalidArgument.single(field_name, "is not a customer id (a UUID)") from None
 
 
-# `member.value` goes through an enum descriptor; a dict lookup is several times faster.
-_KIND_NAME = {kind: kind.value for kind in IdentityKind}
-
-
 def _kinds(keys: Sequence[IdentityKey]) -> tuple[str, ...]:
     if len(keys) == 1:
-        return (_KIND_NAME[keys[0].kind],)
-    return tuple(dict.fromkeys(_KIND_NAME[k.kind] for k in sorted(keys, key=lambda k: k.priority)))
+        return (KIND_NAME[keys[0].kind],)
+    return tuple(dict.fromkeys(KIND_NAME[k.kind] for k in sorted(keys, key=lambda k: k.priority)))
 
 
 class IdentityResolver:
@@ -164,25 +161,23 @@ class IdentityResolver:
 
     # --- validation -----------------------------------------------------------------------
 
-    def _validate(self, command: ResolveIdentity, prefix: str = "") -> _Request:
-        field_prefix = f"{prefix}." if prefix else ""
+    def _validate(self, command: ResolveIdentity) -> _Request:
+        """The normalised request, or INVALID_ARGUMENT naming every bad field (batches nest
+        the field paths under the item's index only when an item fails)."""
         normalized, violations = normalize_identifiers(
             command.identifiers,
             default_region=self._policy.default_region,
             known_platforms=self._policy.known_platforms,
             blocked=self._policy.blocked,
-            field=f"{field_prefix}identifiers",
         )
         attributes = command.attributes
-        if attributes is not _NO_ATTRIBUTES:
-            attributes, attribute_violations = normalize_attributes(
-                attributes, f"{field_prefix}attributes"
-            )
+        if attributes is not NO_ATTRIBUTES:
+            attributes, attribute_violations = normalize_attributes(attributes)
             violations.extend(attribute_violations)
         source = command.source_platform
         if source and source not in self._policy.known_platforms:
             violations.append(FieldViolation(
-                f"{field_prefix}source_platform", f"unknown platform {source[:40]!r}"
+                "source_platform", f"unknown platform {source[:40]!r}"
             ))
         if violations:
             raise InvalidArgument(violations)
@@ -381,9 +376,9 @@ class IdentityResolver:
         requests: dict[int, _Request] = {}
         for index, command in enumerate(commands):
             try:
-                requests[index] = self._validate(command, f"items[{index}]")
+                requests[index] = self._validate(command)
             except InvalidArgument as error:
-                results[index] = error
+                results[index] = error.under(f"items[{index}]")
         plain = {i: r for i, r in requests.items() if r.attributes.is_empty()}
         individual = [i for i in requests if i not in plain]
         if plain and self._database is not None:
@@ -426,7 +421,7 @@ class IdentityResolver:
                     new_items[index] = request
                 else:
                     results[index] = Resolution(hit[0], DETERMINISTIC, 1.0,
-                                                (_KIND_NAME[keys[0].kind],), created=False)
+                                                (KIND_NAME[keys[0].kind],), created=False)
                 continue
             owners = {found[key][0] for key in keys if key in found}
             if len(owners) == 1 and all(key in found for key in keys):
