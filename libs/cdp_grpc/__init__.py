@@ -8,6 +8,7 @@ from cdp_grpc.lifecycle import (
     load_settings_or_exit,
     run_main,
     stop_on_signals,
+    tune_garbage_collection,
 )
 from cdp_grpc.server import GrpcServer, GrpcServerSettings, ServiceRegistration, serving
 
@@ -25,4 +26,5 @@ __all__ = [
     "run_main",
     "serving",
     "stop_on_signals",
+    "tune_garbage_collection",
 ]

@@ -1,7 +1,8 @@
 """Process lifecycle shared by every service's `main`.
 
 `main()` loads settings (exiting with a message naming each bad variable: `exit_on`,
-`load_settings_or_exit`), then `run_main(serve(settings))`. Inside `serve`, resources go on
+`load_settings_or_exit`), calls `tune_garbage_collection()` once start-up work is done, then
+`run_main(serve(settings))`. Inside `serve`, resources go on
 one `AsyncExitStack` (`cdp_service.hosting`) in the order telemetry, database, NATS,
 background workers, gRPC server, so that on SIGTERM they close in reverse: health
 NOT_SERVING and `server.stop(grace)` first, then workers, NATS drain, engine dispose and
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -43,6 +45,28 @@ def load_settings_or_exit(cls: type[T]) -> T:
     with exit_on(SettingsError):
         settings = load_settings(cls)
     return settings
+
+
+# Collect the young generation every 50,000 container allocations instead of 700, and the
+# middle one every 20 young collections instead of 10.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_garbage_collection(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
+    """Keeps the cyclic garbage collector from costing more than the work it runs beside.
+
+    A service handling a batch allocates tens of thousands of small objects (decoded
+    messages, rows, keys, results) that die together a few milliseconds later without
+    forming cycles, so reference counting frees them. With the default thresholds the
+    collector ran every 700 allocations, rescanned everything the batch still held and, every
+    few batches, the whole imported heap (gRPC, protobuf, SQLAlchemy, OpenTelemetry): a fifth
+    to a third of a service's CPU under load. The heap built at start-up lives as long as the
+    process, so it is frozen out of the collector's sight, and collections are made rarer.
+    Call it from `main` once settings and configuration are loaded.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*thresholds)
 
 
 # How long a service may take to shut down after the stop signal before it exits anyway.

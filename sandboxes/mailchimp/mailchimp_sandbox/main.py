@@ -3,37 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 
-from cdp_grpc import load_settings_or_exit, run_main
+from cdp_grpc import load_settings_or_exit, run_main, tune_garbage_collection
 from cdp_telemetry import configure_logging
 from mailchimp_sandbox.app import SandboxConfig, start_sandbox, stop_sandbox
 from mailchimp_sandbox.faults import Faults
 from mailchimp_sandbox.settings import SandboxSettings
 
 logger = logging.getLogger(__name__)
-
-# Collect the young generation every 50,000 container allocations instead of 700.
-YOUNG_GC_THRESHOLD = 50_000
-
-
-def tune_garbage_collector() -> None:
-    """Keeps the cyclic collector from costing more than the calls it serves.
-
-    The account is a large heap of long-lived member dicts that never form cycles, and every
-    500-member batch adds 500 more and builds, encodes and drops 500 member views. With the
-    default thresholds the collector ran every 700 allocations and rescanned the growing
-    audience again and again. The imported heap lives as long as the process and is moved
-    out of the collector's sight; the larger first threshold lets each call's views be freed
-    by reference counting before the collector looks at them.
-    """
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(YOUNG_GC_THRESHOLD, older, oldest)
-
 
 async def serve(settings: SandboxSettings) -> None:
     stop = asyncio.Event()
@@ -59,7 +38,9 @@ async def serve(settings: SandboxSettings) -> None:
 def main() -> None:
     settings = load_settings_or_exit(SandboxSettings)
     configure_logging("mailchimp-sandbox", level=settings.log_level, fmt=settings.log_format)
-    tune_garbage_collector()
+    # The account is a large heap of long-lived member dicts that never form cycles, and
+    # every 500-member batch builds, encodes and drops 500 member views.
+    tune_garbage_collection()
     run_main(serve(settings))
 
 

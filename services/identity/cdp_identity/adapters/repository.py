@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from cdp_db import TracedConnection
-from cdp_identity.domain.identifiers import IdentityKey, IdentityKind
+from cdp_identity.domain.identifiers import KIND_NAME, IdentityKey, IdentityKind
 from cdp_identity.domain.matching import PersonAttributes
 from cdp_identity.domain.merging import CustomerSummary
 from cdp_identity.domain.model import (
@@ -30,16 +30,21 @@ S = "identity"
 
 _KEYS = "unnest($1::text[], $2::text[], $3::text[]) AS k(kind, platform, value)"
 
+# Rows name the key by its position in the request's arrays (`WITH ORDINALITY`, from 1), so
+# the caller's own key objects index the result: no kind, platform and value decoded and
+# hashed back into a key per row.
 FIND_OWNERS = f"""
-    SELECT i.kind, i.platform, i.value, i.customer_id::text AS customer_id,
-           i.last_verified_at < $4 AS stale
-    FROM {S}.identities AS i JOIN {_KEYS}
+    SELECT k.position, i.customer_id::text AS customer_id, i.last_verified_at < $4 AS stale
+    FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
+             AS k(kind, platform, value, position)
+    JOIN {S}.identities AS i
       ON i.kind = k.kind AND i.platform = k.platform AND i.value = k.value
 """
 
-
 def key_arrays(keys: Sequence[IdentityKey]) -> tuple[list[str], list[str], list[str]]:
-    return ([k.kind.value for k in keys], [k.platform for k in keys], [k.value for k in keys])
+    kind_name = KIND_NAME
+    return ([kind_name[k.kind] for k in keys], [k.platform for k in keys],
+            [k.value for k in keys])
 
 
 def to_key(kind: str, platform: str, value: str) -> IdentityKey:
@@ -54,12 +59,7 @@ async def find_owners(
     if not keys:
         return {}
     rows = await connection.fetch(FIND_OWNERS, *key_arrays(keys), stale_before)
-    # Keyed by plain tuples, which hash and compare like IdentityKey, so the request's own
-    # keys index the result without building a key object per row.
-    by_value: dict[tuple[str, str, str], tuple[str, bool]] = {
-        (r[0], r[2], r[1]): (r[3], r[4]) for r in rows  # IdentityKey's order: kind, value, platform
-    }
-    return {key: by_value[key] for key in keys if key in by_value}
+    return {keys[position - 1]: (customer_id, stale) for position, customer_id, stale in rows}
 
 
 class SqlIdentityRepository:

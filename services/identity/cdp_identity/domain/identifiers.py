@@ -53,6 +53,8 @@ MATCH_PRIORITY: tuple[IdentityKind, ...] = (
 
 
 _PRIORITY = {kind: rank for rank, kind in enumerate(MATCH_PRIORITY)}
+# `member.value` goes through an enum descriptor; hot loops look the name up here instead.
+KIND_NAME: dict[IdentityKind, str] = {kind: kind.value for kind in IdentityKind}
 
 
 class IdentityKey(NamedTuple):

@@ -46,7 +46,7 @@ class PersonAttributes:
     region: str = ""
 
     def is_empty(self) -> bool:
-        return not any(vars(self).values())
+        return self is NO_ATTRIBUTES or not any(vars(self).values())
 
     def updated_with(self, newer: PersonAttributes) -> PersonAttributes:
         """These attributes with every non-empty value of `newer` taking precedence."""
@@ -54,7 +54,9 @@ class PersonAttributes:
         return replace(self, **changes)
 
 
-_EMPTY = PersonAttributes()
+# The attributes of a request that carries none. Commands share this one instance, so the
+# checks a batch makes per item are an identity comparison, not a field-by-field one.
+NO_ATTRIBUTES = PersonAttributes()
 
 
 def _clean(value: str) -> str:
@@ -65,7 +67,7 @@ def normalize_attributes(
     raw: PersonAttributes, field: str = "attributes"
 ) -> tuple[PersonAttributes, list[FieldViolation]]:
     """Cleans every attribute and checks the birth date is a real calendar date."""
-    if raw == _EMPTY:
+    if raw is NO_ATTRIBUTES or raw == NO_ATTRIBUTES:
         return raw, []
     violations: list[FieldViolation] = []
     cleaned: dict[str, str] = {}

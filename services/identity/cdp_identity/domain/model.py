@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from cdp_identity.domain.identifiers import IdentifiersLike, IdentityKey
-from cdp_identity.domain.matching import PersonAttributes
+from cdp_identity.domain.matching import NO_ATTRIBUTES, PersonAttributes
 
 
 class MatchMethod(StrEnum):
@@ -35,7 +35,7 @@ class ResolveIdentity(NamedTuple):
     build thousands)."""
 
     identifiers: IdentifiersLike
-    attributes: PersonAttributes = PersonAttributes()
+    attributes: PersonAttributes = NO_ATTRIBUTES
     source_platform: str = ""
     allow_probabilistic: bool = False
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -9,10 +10,10 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
-from cdp_errors import InvalidArgument
+from cdp_errors import DomainError, InvalidArgument
 from cdp_grpc.errors import item_error
 from cdp_identity.domain.identifiers import IdentityKind
-from cdp_identity.domain.matching import PersonAttributes
+from cdp_identity.domain.matching import NO_ATTRIBUTES, PersonAttributes
 from cdp_identity.domain.model import (
     IdentityMap,
     IdentityStatus,
@@ -39,15 +40,12 @@ _STATUSES = {
 }
 
 
-_NO_ATTRIBUTES = PersonAttributes()
-
-
 def to_command(request: identity_pb2.ResolveIdentityRequest) -> ResolveIdentity:
     if not request.HasField("attributes"):
         # The message already has the fields normalisation reads: no copy per item.
         return ResolveIdentity(
             identifiers=request.identifiers,
-            attributes=_NO_ATTRIBUTES,
+            attributes=NO_ATTRIBUTES,
             source_platform=request.source_platform.strip().lower(),
             allow_probabilistic=request.allow_probabilistic,
         )
@@ -68,24 +66,42 @@ def to_command(request: identity_pb2.ResolveIdentityRequest) -> ResolveIdentity:
     )
 
 
-def to_response(resolution: Resolution) -> identity_pb2.ResolveIdentityResponse:
-    response = identity_pb2.ResolveIdentityResponse(
-        customer_id=resolution.customer_id,
-        confidence=resolution.confidence,
-        method=_METHODS[resolution.method],  # a dict keyed by member: no descriptor reads
-        matched_on=resolution.matched_on,
-        created=resolution.created,
-    )
+def fill_response(
+    response: identity_pb2.ResolveIdentityResponse, resolution: Resolution
+) -> identity_pb2.ResolveIdentityResponse:
+    """Writes `resolution` into `response` in place: a batch fills the messages its
+    response already holds rather than building each one and copying it in."""
+    response.customer_id = resolution.customer_id
+    response.confidence = resolution.confidence
+    response.method = _METHODS[resolution.method]  # a dict keyed by member: no descriptor reads
+    if resolution.matched_on:
+        response.matched_on.extend(resolution.matched_on)
+    if resolution.created:
+        response.created = True
     merge = resolution.merge
     if merge.merge_ids or merge.refused:
-        response.merge.CopyFrom(
-            identity_pb2.MergeOutcome(
-                merge_ids=list(merge.merge_ids),
-                merged_customer_ids=list(merge.merged_customer_ids),
-                refused=merge.refused,
-                refusal_reason=merge.refusal_reason,
-            )
-        )
+        outcome = response.merge
+        outcome.merge_ids.extend(merge.merge_ids)
+        outcome.merged_customer_ids.extend(merge.merged_customer_ids)
+        outcome.refused = merge.refused
+        outcome.refusal_reason = merge.refusal_reason
+    return response
+
+
+def to_response(resolution: Resolution) -> identity_pb2.ResolveIdentityResponse:
+    return fill_response(identity_pb2.ResolveIdentityResponse(), resolution)
+
+
+def to_batch_response(
+    results: Sequence[Resolution | DomainError],
+) -> identity_pb2.BatchResolveIdentitiesResponse:
+    response = identity_pb2.BatchResolveIdentitiesResponse()
+    add = response.results.add
+    for result in results:
+        if isinstance(result, Resolution):
+            fill_response(add().resolution, result)
+        else:
+            add(error=item_error(result))
     return response
 
 
@@ -159,12 +175,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 "items", f"has {len(request.items)} entries; the limit is {MAX_BATCH_ITEMS}"
             )
         results = await self._resolver.resolve_batch([to_command(i) for i in request.items])
-        Result = identity_pb2.ResolveIdentityResult
-        return identity_pb2.BatchResolveIdentitiesResponse(results=[
-            Result(resolution=to_response(r)) if isinstance(r, Resolution)
-            else Result(error=item_error(r))
-            for r in results
-        ])
+        return to_batch_response(results)
 
     async def GetIdentityMap(
         self, request: identity_pb2.GetIdentityMapRequest, context: Context

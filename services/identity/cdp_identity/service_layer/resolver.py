@@ -15,6 +15,8 @@ customer and was verified recently, the answer comes from one pooled query, no t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -45,6 +47,7 @@ from cdp_identity.domain.events import (
     CustomersUnmerged,
 )
 from cdp_identity.domain.identifiers import (
+    KIND_NAME,
     NO_BLOCKED_VALUES,
     BlockedValues,
     IdentityKey,
@@ -53,6 +56,7 @@ from cdp_identity.domain.identifiers import (
 )
 from cdp_identity.domain.matching import (
     DEFAULT_ODDS,
+    NO_ATTRIBUTES,
     PersonAttributes,
     Scorer,
     blocking_keys,
@@ -88,6 +92,10 @@ T = TypeVar("T")
 MAX_PROBABILISTIC_CONFIDENCE = 0.9999
 
 MAX_ATTEMPTS = 12
+# A batch is validated and looked up in this many slices (see `_resolve_plain_batch`), each
+# of at least MIN_LOOKUP_SLICE items: a few statements per batch, whatever its size.
+LOOKUP_SLICES = 4
+MIN_LOOKUP_SLICE = 250
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
@@ -122,7 +130,6 @@ class _Request(NamedTuple):
     allow_probabilistic: bool
 
 
-_NO_ATTRIBUTES = PersonAttributes()
 DETERMINISTIC = MatchMethod.DETERMINISTIC
 
 
@@ -136,14 +143,10 @@ def parse_customer_id(raw: str, field_name: str) -> str:
         raise InvalidArgument.single(field_name, "is not a customer id (a UUID)") from None
 
 
-# `member.value` goes through an enum descriptor; a dict lookup is several times faster.
-_KIND_NAME = {kind: kind.value for kind in IdentityKind}
-
-
 def _kinds(keys: Sequence[IdentityKey]) -> tuple[str, ...]:
     if len(keys) == 1:
-        return (_KIND_NAME[keys[0].kind],)
-    return tuple(dict.fromkeys(_KIND_NAME[k.kind] for k in sorted(keys, key=lambda k: k.priority)))
+        return (KIND_NAME[keys[0].kind],)
+    return tuple(dict.fromkeys(KIND_NAME[k.kind] for k in sorted(keys, key=lambda k: k.priority)))
 
 
 class IdentityResolver:
@@ -164,25 +167,23 @@ class IdentityResolver:
 
     # --- validation -----------------------------------------------------------------------
 
-    def _validate(self, command: ResolveIdentity, prefix: str = "") -> _Request:
-        field_prefix = f"{prefix}." if prefix else ""
+    def _validate(self, command: ResolveIdentity) -> _Request:
+        """The normalised request, or INVALID_ARGUMENT naming every bad field (batches nest
+        the field paths under the item's index only when an item fails)."""
         normalized, violations = normalize_identifiers(
             command.identifiers,
             default_region=self._policy.default_region,
             known_platforms=self._policy.known_platforms,
             blocked=self._policy.blocked,
-            field=f"{field_prefix}identifiers",
         )
         attributes = command.attributes
-        if attributes is not _NO_ATTRIBUTES:
-            attributes, attribute_violations = normalize_attributes(
-                attributes, f"{field_prefix}attributes"
-            )
+        if attributes is not NO_ATTRIBUTES:
+            attributes, attribute_violations = normalize_attributes(attributes)
             violations.extend(attribute_violations)
         source = command.source_platform
         if source and source not in self._policy.known_platforms:
             violations.append(FieldViolation(
-                f"{field_prefix}source_platform", f"unknown platform {source[:40]!r}"
+                "source_platform", f"unknown platform {source[:40]!r}"
             ))
         if violations:
             raise InvalidArgument(violations)
@@ -373,23 +374,16 @@ class IdentityResolver:
     ) -> list[Resolution | DomainError]:
         """One result per command, in order; set-based for the common cases.
 
-        Known identifiers are answered from one lookup, and wholly new identifier sets are
+        Known identifiers are answered from bulk lookups, and wholly new identifier sets are
         created with one insert; only items needing a decision (a merge, an identifier
         partly known, attributes to match or store) go through the one-at-a-time path.
         """
         results: list[Resolution | DomainError | None] = [None] * len(commands)
-        requests: dict[int, _Request] = {}
-        for index, command in enumerate(commands):
-            try:
-                requests[index] = self._validate(command, f"items[{index}]")
-            except InvalidArgument as error:
-                results[index] = error
-        plain = {i: r for i, r in requests.items() if r.attributes.is_empty()}
-        individual = [i for i in requests if i not in plain]
-        if plain and self._database is not None:
-            individual += await self._resolve_plain_batch(plain, results)
+        if self._database is None:
+            requests = self._validate_items(commands, range(len(commands)), results)
+            individual = list(requests)
         else:
-            individual += list(plain)
+            requests, individual = await self._resolve_plain_batch(commands, results)
         for index in sorted(individual):
             request = requests[index]
 
@@ -402,23 +396,70 @@ class IdentityResolver:
                 results[index] = error
         return [r if r is not None else Unavailable("not resolved") for r in results]
 
+    def _validate_items(
+        self, commands: Sequence[ResolveIdentity], indexes: range,
+        results: list[Resolution | DomainError | None],
+    ) -> dict[int, _Request]:
+        """The valid items among `indexes`; each invalid one's error goes to `results`."""
+        requests: dict[int, _Request] = {}
+        validate = self._validate
+        for index in indexes:
+            try:
+                requests[index] = validate(commands[index])
+            except InvalidArgument as error:
+                results[index] = error.under(f"items[{index}]")
+        return requests
+
     async def _resolve_plain_batch(
-        self, requests: dict[int, _Request], results: list[Resolution | DomainError | None]
-    ) -> list[int]:
-        """Answers what it can in bulk; returns the indexes left for the one-at-a-time path."""
+        self, commands: Sequence[ResolveIdentity], results: list[Resolution | DomainError | None]
+    ) -> tuple[dict[int, _Request], list[int]]:
+        """Validates every item and answers what it can in bulk; returns the valid requests
+        and the indexes left for the one-at-a-time path.
+
+        Items are validated a slice at a time, and each slice's lookup runs in PostgreSQL
+        while the next slice is validated here: the batch costs about the larger of the two
+        rather than their sum.
+        """
         assert self._database is not None
         now = self._clock()
-        all_keys = list({key for request in requests.values() for key in request.keys})
+        stale_before = now - self._policy.verify_granularity
+        requests: dict[int, _Request] = {}
+        plain: dict[int, _Request] = {}
+        found: dict[IdentityKey, tuple[str, bool]] = {}
+        slice_size = max(MIN_LOOKUP_SLICE, -(-len(commands) // LOOKUP_SLICES))
         async with self._database.pool.acquire() as raw:
             connection = TracedConnection(raw, self._tracer)
-            found = await find_owners(connection, all_keys,
-                                      now - self._policy.verify_granularity)
+            lookup: asyncio.Task[dict[IdentityKey, tuple[str, bool]]] | None = None
+            try:
+                for start in range(0, len(commands), slice_size):
+                    valid = self._validate_items(
+                        commands, range(start, min(start + slice_size, len(commands))), results
+                    )
+                    requests.update(valid)
+                    valid_plain = {i: r for i, r in valid.items() if r.attributes.is_empty()}
+                    plain.update(valid_plain)
+                    if lookup is not None:
+                        found.update(await lookup)
+                    slice_keys = list({key for request in valid_plain.values()
+                                       for key in request.keys})
+                    lookup = asyncio.create_task(
+                        find_owners(connection, slice_keys, stale_before)
+                    )
+                    # One turn of the loop sends the lookup before the next slice is validated.
+                    await asyncio.sleep(0)
+                if lookup is not None:
+                    found.update(await lookup)
+            finally:
+                if lookup is not None and not lookup.done():
+                    lookup.cancel()  # only when validation itself failed unexpectedly
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await lookup
             stale = [key for key, (_, is_stale) in found.items() if is_stale]
             if stale:
                 await SqlIdentityRepository(connection).mark_verified(stale, now)
-        leftover: list[int] = []
+        leftover = [i for i in requests if i not in plain]
         new_items: dict[int, _Request] = {}
-        for index, request in requests.items():
+        for index, request in plain.items():
             keys = request.keys
             if len(keys) == 1:  # the common case, without building sets
                 hit = found.get(keys[0])
@@ -426,7 +467,7 @@ class IdentityResolver:
                     new_items[index] = request
                 else:
                     results[index] = Resolution(hit[0], DETERMINISTIC, 1.0,
-                                                (_KIND_NAME[keys[0].kind],), created=False)
+                                                (KIND_NAME[keys[0].kind],), created=False)
                 continue
             owners = {found[key][0] for key in keys if key in found}
             if len(owners) == 1 and all(key in found for key in keys):
@@ -438,7 +479,7 @@ class IdentityResolver:
                 leftover.append(index)
         if new_items:
             leftover += await self._create_in_bulk(new_items, results, now)
-        return leftover
+        return requests, leftover
 
     async def _create_in_bulk(
         self, items: dict[int, _Request], results: list[Resolution | DomainError | None],
