@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TypeVar
@@ -11,40 +12,79 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class _Slots:
+    """A counting semaphore whose waiters for a retry go before first attempts.
+
+    A released slot is handed straight to the next waiter (retries first, each queue in
+    arrival order), so a newcomer never overtakes a waiter.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._retries: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._firsts: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self, *, retry: bool) -> None:
+        if self._free > 0 and not self._retries and not self._firsts:
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        (self._retries if retry else self._firsts).append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot in the same turn as the cancellation
+            raise
+
+    def release(self) -> None:
+        for queue in (self._retries, self._firsts):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1
+
+
 class KeyedLimiter:
     """At most `limit` holders per key at once, e.g. a platform's simultaneous-connection cap.
 
-    One `asyncio.Semaphore` per key, created on first use. Belongs to one event loop.
+    A holder retrying a failed call (`retry=True`) waits ahead of first attempts: a 429 or a
+    5xx should cost its caller one backoff, not a place at the back of a long queue while
+    the rest of its batch is done. Belongs to one event loop.
     """
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         self.limit = limit
-        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._slots: dict[str, _Slots] = {}
         self._in_flight: dict[str, int] = {}
         self.peak_in_flight: dict[str, int] = {}
 
-    def _semaphore(self, key: str) -> asyncio.Semaphore:
-        semaphore = self._semaphores.get(key)
-        if semaphore is None:
-            semaphore = self._semaphores[key] = asyncio.Semaphore(self.limit)
-        return semaphore
+    def _slots_of(self, key: str) -> _Slots:
+        slots = self._slots.get(key)
+        if slots is None:
+            slots = self._slots[key] = _Slots(self.limit)
+        return slots
 
     def in_flight(self, key: str) -> int:
         return self._in_flight.get(key, 0)
 
     @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
+    async def hold(self, key: str, *, retry: bool = False) -> AsyncIterator[None]:
         """Waits for one of `key`'s slots and holds it for the block."""
-        async with self._semaphore(key):
-            count = self._in_flight.get(key, 0) + 1
-            self._in_flight[key] = count
-            self.peak_in_flight[key] = max(self.peak_in_flight.get(key, 0), count)
-            try:
-                yield
-            finally:
-                self._in_flight[key] -= 1
+        slots = self._slots_of(key)
+        await slots.acquire(retry=retry)
+        count = self._in_flight.get(key, 0) + 1
+        self._in_flight[key] = count
+        self.peak_in_flight[key] = max(self.peak_in_flight.get(key, 0), count)
+        try:
+            yield
+        finally:
+            self._in_flight[key] -= 1
+            slots.release()
 
 
 async def bounded_gather(

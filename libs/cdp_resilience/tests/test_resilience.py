@@ -225,6 +225,58 @@ async def test_keyed_limiter_never_lets_more_than_the_limit_in_per_key() -> None
     assert limiter.in_flight("a") == 0
 
 
+async def test_keyed_limiter_lets_retries_in_before_first_attempts_in_arrival_order() -> None:
+    limiter = KeyedLimiter(1)
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def hold(name: str, *, retrying: bool = False) -> None:
+        async with limiter.hold("a", retry=retrying):
+            order.append(name)
+            if name == "holder":
+                await release.wait()
+
+    async def settle() -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    holder = asyncio.create_task(hold("holder"))
+    await settle()
+    waiters = []
+    for name, retrying in [("first-1", False), ("retry-1", True), ("first-2", False),
+                           ("retry-2", True)]:
+        waiters.append(asyncio.create_task(hold(name, retrying=retrying)))
+        await settle()
+    release.set()
+    await asyncio.gather(holder, *waiters)
+    assert order == ["holder", "retry-1", "retry-2", "first-1", "first-2"]
+    assert limiter.in_flight("a") == 0 and limiter.peak_in_flight == {"a": 1}
+
+
+async def test_keyed_limiter_gives_back_the_slot_of_a_cancelled_waiter() -> None:
+    limiter = KeyedLimiter(1)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with limiter.hold("a"):
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    cancelled = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    release.set()
+    await holder
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    # The slot is free again: a newcomer gets it at once.
+    async with asyncio.timeout(1):
+        async with limiter.hold("a"):
+            assert limiter.in_flight("a") == 1
+    assert limiter.in_flight("a") == 0
+
+
 async def test_bounded_gather_keeps_order_and_caps_concurrency() -> None:
     running = 0
     peak = 0

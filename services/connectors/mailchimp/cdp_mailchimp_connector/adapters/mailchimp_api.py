@@ -1,7 +1,7 @@
 """The official `mailchimp-marketing` SDK behind an async, limited, retried, guarded facade.
 
 The SDK is synchronous and opens a new connection per call, so every call runs on a bounded
-thread pool, behind one semaphore per account (Mailchimp allows 10 simultaneous connections
+thread pool, behind one limiter per account (Mailchimp allows 10 simultaneous connections
 per user), with retries for what can go away (429, 5xx, timeouts, network errors) and a
 circuit breaker per account. Its replies are normalised in one place (notes §1.5): a
 `requests.Response` comes back for 204s *and* for body-less error replies (a bare 429 or
@@ -204,7 +204,7 @@ class MailchimpApi:
             async def attempt() -> T | None:
                 nonlocal attempts
                 attempts += 1
-                return await self._attempt(fn)
+                return await self._attempt(fn, retry=attempts > 1)
 
             try:
                 result = await retry(
@@ -225,9 +225,9 @@ class MailchimpApi:
             span.set_attribute("cdp.mailchimp.attempts", attempts)
             return result
 
-    async def _attempt(self, fn: Callable[[Any], T]) -> T | None:
+    async def _attempt(self, fn: Callable[[Any], T], *, retry: bool) -> T | None:
         breaker = self.breakers.get(self.account.key)
-        async with self.limiter.hold(self.account.key):
+        async with self.limiter.hold(self.account.key, retry=retry):
             breaker.before_call()
             self.calls += 1
             loop = asyncio.get_running_loop()
