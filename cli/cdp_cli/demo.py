@@ -87,9 +87,10 @@ EMAIL_TARGET = "email"
 TRIGGERS_CONSUMER = ("CDP_EVENTS", "event-router-triggers")
 SEGMENTATION_CONSUMER = ("CDP_PROFILE", "segmentation-profiles")
 # Profile fields (last path segment, any case) whose values the summary does not print: the
-# sample's people are invented, but a name or a phone number on screen is a habit worth not
-# having. Mailchimp's merge tags for them come back through its webhooks.
+# sample's people are invented, but a name, an email or a phone number on screen is a habit
+# worth not having. Mailchimp's merge tags for them come back through its webhooks.
 PERSONAL_FIELDS = frozenset({"firstname", "lastname", "fullname", "fname", "lname", "phone",
+                             "email", "email_address",
                              "birthdate", "birthday", "address"})
 WAIT_SECONDS = 120.0
 POLL_SECONDS = 0.25
@@ -807,8 +808,8 @@ class DemoRun:
         width = max(len(label) for label, _ in rows)
         lines = ["summary (read back from the services and the Mailchimp sandbox)"]
         lines += [f"  {label:<{width}}  {text}" for label, text in rows]
-        lines += ["", f"profile example ({self.sample.profile_example} in the CRM; names hidden "
-                      "here, `cdp profile show` prints them):"]
+        lines += ["", f"profile example ({self.sample.profile_example} in the CRM; names, "
+                      "emails and phones hidden here, `cdp profile show` prints them):"]
         lines += ["  " + line for line in format_profile(example.profile,
                                                           hidden=hidden).splitlines()]
         self.summary_lines = lines

@@ -50,8 +50,9 @@ def test_cdp_demo_runs_the_main_job_on_the_sample_data_and_stops_cleanly(tmp_pat
     # The profile example carries its provenance: which source won each field, and why.
     assert "profile example" in completed.stdout
     assert "crm ranks 1 of" in completed.stdout
-    # Sample data or not, no phone number reaches the screen.
+    # Sample data or not, no phone number or email address reaches the screen.
     assert not re.search(r"555[-. ]?01\d\d", output)
+    assert not re.search(r"[\w.+-]+@example\.(com|org)", output, re.I)
     # --exit: nothing keeps serving; every service stopped by itself with 0.
     assert "press Ctrl-C" not in output
     assert len(re.findall(r"cdp: \w+ exited with 0", completed.stderr)) == 6, output
