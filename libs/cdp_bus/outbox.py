@@ -39,7 +39,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cdp_bus.envelope import PROTOBUF, CloudEvent
-from cdp_bus.tracing import current_trace_headers, producer_span
+from cdp_bus.tracing import TraceParents, current_trace_headers, producer_span
 from cdp_db import Database
 
 logger = logging.getLogger(__name__)
@@ -212,21 +212,50 @@ class OutboxRelay:
         # publish_async pipelines the batch over one connection, so the stream receives the
         # messages in outbox order, and the acks are awaited together.
         pending: list[tuple[int, asyncio.Future[Any]]] = []
+        parents = TraceParents()
         for row in rows:
             headers = dict(
                 row.headers if isinstance(row.headers, dict) else json.loads(row.headers)
             )
-            with producer_span(self._tracer, row.subject, headers, message_id=row.message_id):
+            with producer_span(
+                self._tracer,
+                row.subject,
+                headers,
+                message_id=row.message_id,
+                parent=parents.of(headers),
+            ):
                 future = await self._js.publish_async(row.subject, bytes(row.body), headers=headers)
             pending.append((row.seq, future))
-        acknowledged: list[int] = []
-        results = await asyncio.gather(
-            *(asyncio.wait_for(future, self._ack_timeout) for _, future in pending),
-            return_exceptions=True,
-        )
-        for (seq, _), result in zip(pending, results, strict=True):
-            if isinstance(result, BaseException):
-                logger.warning("publish of outbox row %s not acknowledged: %s", seq, result)
-            else:
-                acknowledged.append(seq)
-        return acknowledged
+        return await acknowledged_seqs(pending, timeout=self._ack_timeout)
+
+
+async def acknowledged_seqs(
+    pending: Sequence[tuple[int, asyncio.Future[Any]]], *, timeout: float
+) -> list[int]:
+    """The seqs whose publish JetStream acknowledged within `timeout`, in `pending` order.
+
+    The acks were requested together, so they share one deadline: one wait costs a timer and
+    a wake-up for the batch, where a `wait_for` per ack cost a task and a timer each. Acks
+    still pending at the deadline are cancelled, as `wait_for` cancels them.
+    """
+    futures = [future for _, future in pending]
+    if not futures:
+        return []
+    try:
+        _, late = await asyncio.wait(futures, timeout=timeout)
+    except asyncio.CancelledError:
+        for future in futures:
+            future.cancel()
+        raise
+    acknowledged: list[int] = []
+    for seq, future in pending:
+        if future in late:
+            future.cancel()
+            logger.warning("publish of outbox row %s not acknowledged within %ss", seq, timeout)
+        elif future.cancelled():
+            logger.warning("publish of outbox row %s not acknowledged: cancelled", seq)
+        elif (error := future.exception()) is not None:
+            logger.warning("publish of outbox row %s not acknowledged: %s", seq, error)
+        else:
+            acknowledged.append(seq)
+    return acknowledged
