@@ -37,6 +37,10 @@ class _Slots:
                 self.release()  # handed a slot in the same turn as the cancellation
             raise
 
+    @property
+    def waiting(self) -> int:
+        return sum(not w.done() for queue in (self._retries, self._firsts) for w in queue)
+
     def release(self) -> None:
         for queue in (self._retries, self._firsts):
             while queue:
@@ -71,6 +75,11 @@ class KeyedLimiter:
 
     def in_flight(self, key: str) -> int:
         return self._in_flight.get(key, 0)
+
+    def waiting(self, key: str) -> int:
+        """How many are queued for one of `key`'s slots."""
+        slots = self._slots.get(key)
+        return slots.waiting if slots is not None else 0
 
     @contextlib.asynccontextmanager
     async def hold(self, key: str, *, retry: bool = False) -> AsyncIterator[None]:

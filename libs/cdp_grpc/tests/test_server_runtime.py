@@ -22,6 +22,7 @@ from cdp_grpc import (
 )
 from cdp_settings import Secret
 from cdp_telemetry import TelemetrySettings, configure_telemetry
+from cdp_testing import wait_until
 
 # A tiny service built from generic handlers; HealthCheckRequest/Response stand in for
 # request and response messages so the test needs no generated code of its own.
@@ -169,12 +170,17 @@ async def test_health_is_not_serving_until_marked_and_after_stop() -> None:
         await server.mark_serving()
         during = await stub.Check(health_pb2.HealthCheckRequest(service=""))
         stopping = asyncio.create_task(server.stop())
-        await asyncio.sleep(0)
-        after = await server.health.Check(health_pb2.HealthCheckRequest(service=SERVICE), None)
+
+        async def not_serving() -> bool:
+            after = await server.health.Check(
+                health_pb2.HealthCheckRequest(service=SERVICE), None
+            )
+            return bool(after.status == health_pb2.HealthCheckResponse.NOT_SERVING)
+
+        await wait_until(not_serving, timeout=5, message="NOT_SERVING while stopping")
         await stopping
     assert before.status == health_pb2.HealthCheckResponse.NOT_SERVING
     assert during.status == health_pb2.HealthCheckResponse.SERVING
-    assert after.status == health_pb2.HealthCheckResponse.NOT_SERVING
     await server.stop()  # idempotent
 
 

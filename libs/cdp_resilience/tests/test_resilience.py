@@ -15,6 +15,7 @@ from cdp_resilience import (
     retry,
 )
 from cdp_resilience.breaker import BreakerSettings
+from cdp_testing import wait_until
 
 
 def state_of(owner: object, attribute: str) -> BreakerState:
@@ -215,8 +216,7 @@ async def test_keyed_limiter_never_lets_more_than_the_limit_in_per_key() -> None
 
     tasks = [asyncio.create_task(hold("a")) for _ in range(8)]
     tasks += [asyncio.create_task(hold("b")) for _ in range(2)]
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await wait_until(lambda: limiter.waiting("a") == 5 and limiter.in_flight("b") == 2)
     assert limiter.in_flight("a") == 3
     assert limiter.in_flight("b") == 2
     release.set()
@@ -236,17 +236,14 @@ async def test_keyed_limiter_lets_retries_in_before_first_attempts_in_arrival_or
             if name == "holder":
                 await release.wait()
 
-    async def settle() -> None:
-        for _ in range(5):
-            await asyncio.sleep(0)
-
     holder = asyncio.create_task(hold("holder"))
-    await settle()
+    await wait_until(lambda: limiter.in_flight("a") == 1)
     waiters = []
     for name, retrying in [("first-1", False), ("retry-1", True), ("first-2", False),
                            ("retry-2", True)]:
         waiters.append(asyncio.create_task(hold(name, retrying=retrying)))
-        await settle()
+        # Each queues before the next arrives, so arrival order is the order listed.
+        await wait_until(lambda: limiter.waiting("a") == len(waiters))
     release.set()
     await asyncio.gather(holder, *waiters)
     assert order == ["holder", "retry-1", "retry-2", "first-1", "first-2"]
@@ -262,9 +259,9 @@ async def test_keyed_limiter_gives_back_the_slot_of_a_cancelled_waiter() -> None
             await release.wait()
 
     holder = asyncio.create_task(hold())
-    await asyncio.sleep(0)
+    await wait_until(lambda: limiter.in_flight("a") == 1)
     cancelled = asyncio.create_task(hold())
-    await asyncio.sleep(0)
+    await wait_until(lambda: limiter.waiting("a") == 1)
     cancelled.cancel()
     release.set()
     await holder

@@ -15,6 +15,7 @@ from cdp_errors import FieldViolation, InvalidArgument
 from cdp_grpc.structs import struct_to_dict
 from cdp_mailchimp_connector.domain.events import to_member_event
 from cdp_mailchimp_connector.domain.model import (
+    MAX_MEMBERS_PER_BATCH,
     FailedOperation,
     FieldKind,
     FieldSpec,
@@ -26,8 +27,6 @@ from cdp_mailchimp_connector.domain.profiles import RawProfile
 from cdp_mailchimp_connector.service_layer.connector import MailchimpConnector
 
 MAX_PROFILES = 50_000
-# Above this many profiles a push is read on a worker thread rather than the event loop.
-IN_LOOP_PROFILES = 500
 MAX_EVENTS = 5_000
 DEFAULT_PAGE = 100
 
@@ -93,7 +92,7 @@ class ConnectorServicer(connector_pb2_grpc.ConnectorServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> connector_pb2.PushProfilesResponse:
         _limit(len(request.profiles), MAX_PROFILES, "profiles")
-        if len(request.profiles) <= IN_LOOP_PROFILES:
+        if len(request.profiles) <= MAX_MEMBERS_PER_BATCH:
             profiles = _raw_profiles(request)
         else:
             # Reading thousands of payloads would stall the event loop, and with it every
