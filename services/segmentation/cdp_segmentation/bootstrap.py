@@ -101,6 +101,7 @@ def build_app(
             call_timeout=settings.sync_timeout_seconds,
             retry_base=settings.sync_retry_base_seconds,
             retry_max=settings.sync_retry_max_seconds,
+            busy_wait=settings.sync_wait_seconds,
             max_full_resync_members=settings.max_full_resync_members,
         ),
         clock=clock,

@@ -70,6 +70,12 @@ class SegmentationSettings:
         default=300.0,
         doc="longest wait between attempts of a failing sync",
     )
+    sync_wait_seconds: float = setting(
+        "CDP_SEGMENTATION_SYNC_WAIT_SECONDS",
+        default=120.0,
+        doc="how long SyncSegment waits for a sync of the same segment and platform already "
+        "running (at most the call's own deadline)",
+    )
     max_full_resync_members: int = setting(
         "CDP_SEGMENTATION_MAX_FULL_RESYNC_MEMBERS",
         default=200_000,
@@ -119,6 +125,7 @@ def check_settings(settings: SegmentationSettings) -> list[str]:
         ("CDP_SEGMENTATION_SYNC_TIMEOUT_SECONDS", settings.sync_timeout_seconds),
         ("CDP_SEGMENTATION_SYNC_RETRY_BASE_SECONDS", settings.sync_retry_base_seconds),
         ("CDP_SEGMENTATION_SYNC_RETRY_MAX_SECONDS", settings.sync_retry_max_seconds),
+        ("CDP_SEGMENTATION_SYNC_WAIT_SECONDS", settings.sync_wait_seconds),
     ):
         if value <= 0:
             problems.append(f"{name}={value:g} must be positive")

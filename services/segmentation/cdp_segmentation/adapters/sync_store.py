@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+import asyncpg
+
 from cdp_db import Database, TracedConnection
 from cdp_segmentation.adapters.memberships import ADD, REMOVE
 from cdp_segmentation.adapters.sql_compiler import SCHEMA
@@ -365,22 +367,37 @@ WHERE segment_id = $1 AND platform = $2
 
 
 class AdvisorySyncLock:
-    """The cross-replica lock on one (segment, platform) sync: a session advisory lock on a
-    connection of its own, held for the whole run (which spans connector calls and several
-    short transactions)."""
+    """The cross-replica lock on one (segment, platform) sync: a transaction-level advisory
+    lock on a connection of its own, whose transaction stays open for the whole run (which
+    spans connector calls and several short transactions of other connections). Whatever
+    ends the run (done, failed, cancelled, the connection lost) ends that transaction and so
+    releases the lock; none can be left behind on a pooled connection."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
 
     @asynccontextmanager
-    async def __call__(self, segment_id: str, platform: str) -> AsyncIterator[bool]:
+    async def __call__(
+        self, segment_id: str, platform: str, *, wait_seconds: float = 0.0
+    ) -> AsyncIterator[bool]:
         key = sync_lock_key(segment_id, platform)
-        async with self._database.raw_connection() as connection:
-            acquired = bool(
-                await connection.fetchval("SELECT pg_try_advisory_lock($1, $2)", SYNC_LOCK, key)
-            )
-            try:
-                yield acquired
-            finally:
-                if acquired:
-                    await connection.execute("SELECT pg_advisory_unlock($1, $2)", SYNC_LOCK, key)
+        async with self._database.raw_connection() as connection, connection.transaction():
+            if wait_seconds <= 0:
+                acquired = bool(
+                    await connection.fetchval(
+                        "SELECT pg_try_advisory_xact_lock($1, $2)", SYNC_LOCK, key
+                    )
+                )
+            else:
+                # lock_timeout bounds advisory lock waits too; SET LOCAL takes no parameters.
+                await connection.execute(
+                    f"SET LOCAL lock_timeout = {max(1, round(wait_seconds * 1000))}"
+                )
+                try:
+                    await connection.execute(
+                        "SELECT pg_advisory_xact_lock($1, $2)", SYNC_LOCK, key
+                    )
+                    acquired = True
+                except asyncpg.LockNotAvailableError:
+                    acquired = False
+            yield acquired

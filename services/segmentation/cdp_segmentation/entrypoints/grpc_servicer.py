@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -261,7 +262,12 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
     async def SyncSegment(
         self, request: pb.SyncSegmentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.SyncSegmentResponse:
+        remaining = context.time_remaining()
+        # A sync already running may take at most half the caller's time; the rest is left
+        # for sending what it did not.
         results = await self._syncer.sync_segment(
-            request.segment_id, full_resync=request.full_resync
+            request.segment_id,
+            full_resync=request.full_resync,
+            deadline=None if remaining is None else time.monotonic() + remaining / 2,
         )
         return pb.SyncSegmentResponse(results=[result_message(r) for r in results])

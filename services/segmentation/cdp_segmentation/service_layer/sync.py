@@ -2,22 +2,27 @@
 chunks, or a full mirror.
 
 Per (segment, platform), one sync runs at a time across replicas (an advisory lock held on
-its own connection for the whole run). A delta sync walks the pending delta in `seq` order,
-at most `chunk_size` additions and `chunk_size` removals per connector call; what a call
-took is removed from the delta in one transaction with recording what the platform now
-holds. A call that fails changes nothing, so the next attempt sends the same delta again:
-nothing is skipped, and nothing a platform acknowledged is sent again. Members a platform
-refuses for good (e.g. not in the Mailchimp audience) leave the delta and are counted as
-failed; members it refuses for now stay for the next attempt.
+its own connection for the whole run). A scheduled run finding another running skips its
+turn (the next tick sends whatever is left); an explicit SyncSegment waits for it, then
+sends what is left, so a caller is not refused for a race it cannot see.
+
+A delta sync walks the pending delta in `seq` order, at most `chunk_size` additions and
+`chunk_size` removals per connector call; what a call took is removed from the delta in
+one transaction with recording what the platform now holds. A call that fails changes
+nothing, so the next attempt sends the same delta again: nothing is skipped, and nothing a
+platform acknowledged is sent again. Members a platform refuses for good (e.g. not in the
+Mailchimp audience) leave the delta and are counted as failed; members it refuses for now
+stay for the next attempt.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from cdp_errors import DomainError, FailedPrecondition
 from cdp_segmentation.adapters.sync_store import Applied, DueReason
@@ -29,9 +34,13 @@ from cdp_telemetry import redact
 
 logger = logging.getLogger(__name__)
 
-# Enters the cross-replica lock for one (segment, platform); yields False when another
-# process holds it.
-SyncLock = Callable[[str, str], AbstractAsyncContextManager[bool]]
+class SyncLock(Protocol):
+    """Enters the cross-replica lock for one (segment, platform), waiting up to
+    `wait_seconds` for a holder to finish; yields False when another still holds it."""
+
+    def __call__(
+        self, segment_id: str, platform: str, *, wait_seconds: float = 0.0
+    ) -> AbstractAsyncContextManager[bool]: ...
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,7 @@ class SyncOptions:
     retry_base: float = 5.0
     retry_max: float = 300.0
     max_full_resync_members: int = 200_000
+    busy_wait: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -71,15 +81,26 @@ class SegmentSyncer:
         self._options = options
         self._clock = clock
 
-    async def sync_segment(self, segment_id: str, *, full_resync: bool) -> list[PlatformResult]:
-        """SyncSegment: every platform of the segment now, one result each."""
+    async def sync_segment(
+        self, segment_id: str, *, full_resync: bool, deadline: float | None = None
+    ) -> list[PlatformResult]:
+        """SyncSegment: every platform of the segment now, one result each. A sync of the
+        same platform already running is waited for (at most `busy_wait` seconds, and not
+        past `deadline`, a `time.monotonic()` instant)."""
         segment_id = parse_segment_id(segment_id, "segment_id")
         async with self._uow() as uow:
             segment = await uow.segments.get(segment_id)
-        return [
-            await self.sync_platform(segment, platform, full_resync=full_resync)
-            for platform in segment.definition.platforms
-        ]
+        results = []
+        for platform in segment.definition.platforms:
+            wait = self._options.busy_wait
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+            results.append(
+                await self.sync_platform(
+                    segment, platform, full_resync=full_resync, wait_seconds=max(wait, 0.0)
+                )
+            )
+        return results
 
     async def run_due(self, now: datetime | None = None) -> list[PlatformResult]:
         """Every (segment, platform) whose schedule is due, whose realtime delta waits, or
@@ -112,9 +133,10 @@ class SegmentSyncer:
         full_resync: bool,
         scheduled: bool = False,
         erasures_only: bool = False,
+        wait_seconds: float = 0.0,
     ) -> PlatformResult:
-        started = self._clock()
-        async with self._lock(segment.id, platform) as acquired:
+        async with self._lock(segment.id, platform, wait_seconds=wait_seconds) as acquired:
+            started = self._clock()
             if not acquired:
                 return PlatformResult(
                     platform, False, "a sync of this segment to this platform is running",

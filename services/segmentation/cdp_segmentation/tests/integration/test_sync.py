@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 from cdp.segmentation.v1 import segmentation_pb2 as pb
+from cdp_segmentation.adapters.sync_store import SYNC_LOCK, sync_lock_key
+from cdp_testing import wait_until
 
 from .conftest import RunningSegmentation, customer, emails
 from .test_segments import condition, definition, email_of
@@ -156,3 +159,40 @@ async def test_scheduled_syncs_run_when_due_and_realtime_deltas_go_out_at_the_ne
     results = await segmentation.app.syncer.run_due()
     assert segmentation.connector.segments[hourly.id] == {email_of(i) for i in ids}
     assert await segmentation.app.syncer.run_due() == []
+
+
+async def test_sync_segment_waits_for_a_sync_already_running_while_the_scheduler_skips_its_turn(
+    segmentation: RunningSegmentation,
+) -> None:
+    ids = await members_with_value(segmentation, 3)
+    await segmentation.handled(3)
+    realtime = await segmentation.create(definition(
+        condition("customer.lifetime_value", "greaterThan", 100), name="realtime"
+    ))
+    # Another replica's sync of the same (segment, platform), as the database sees it.
+    lock = (SYNC_LOCK, sync_lock_key(realtime.id, "mailchimp"))
+    await segmentation.database.execute("SELECT pg_advisory_lock($1, $2)", *lock)
+
+    (skipped,) = await segmentation.app.syncer.run_due()
+    assert not skipped.success and "running" in skipped.error
+    (gave_up,) = (await segmentation.stub.SyncSegment(
+        pb.SyncSegmentRequest(segment_id=realtime.id), timeout=1.0
+    )).results
+    assert not gave_up.success and "running" in gave_up.error
+
+    waiting = asyncio.create_task(sync(segmentation, realtime.id))
+
+    async def blocked() -> bool:
+        count: int = await segmentation.database.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND classid = $1 AND objid = $2 AND objsubid = 2",
+            *lock,
+        )
+        return count == 1
+
+    await wait_until(blocked, timeout=10, message="SyncSegment waiting on the sync lock")
+    assert segmentation.connector.calls == []
+    await segmentation.database.execute("SELECT pg_advisory_unlock($1, $2)", *lock)
+    (result,) = (await waiting).results
+    assert (result.success, result.records_synced) == (True, 3)
+    assert segmentation.connector.segments[realtime.id] == {email_of(i) for i in ids}
