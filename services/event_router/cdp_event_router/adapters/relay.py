@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from nats.js import JetStreamContext
 from opentelemetry import trace
 
 from cdp_bus.envelope import MSG_ID_HEADER, PROTOBUF, SPEC_VERSION
+from cdp_bus.outbox import acknowledged_seqs
 from cdp_bus.subjects import EVENTS_PREFIX, ROUTED_PREFIX
 from cdp_bus.tracing import producer_span
 from cdp_db import Database, TracedConnection, driver_connection
@@ -171,17 +173,7 @@ class EventRelay:
                     futures.append(await self._js.publish_async(
                         subject, payload, headers=message_headers))
             pending.append((row["seq"], futures))
-        results = await asyncio.gather(
-            *(asyncio.wait_for(f, self._ack_timeout) for _, fs in pending for f in fs),
-            return_exceptions=True,
-        )
-        done: list[int] = []
-        position = 0
-        for seq, futures in pending:
-            outcome = results[position:position + len(futures)]
-            position += len(futures)
-            if all(not isinstance(r, BaseException) for r in outcome):
-                done.append(seq)
-            else:
-                logger.warning("event %s not acknowledged by JetStream; kept for retry", seq)
-        return done
+        # A row is done once JetStream acknowledged every copy of it.
+        copies = [(seq, future) for seq, futures in pending for future in futures]
+        acknowledged = Counter(await acknowledged_seqs(copies, timeout=self._ack_timeout))
+        return [seq for seq, futures in pending if acknowledged[seq] == len(futures)]
