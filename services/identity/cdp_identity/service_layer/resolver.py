@@ -521,10 +521,16 @@ class IdentityResolver:
                     first, *others = members
                     results[first] = Resolution(customer_id, MatchMethod.NEW, 1.0, (),
                                                 created=True)
+                    if not others:
+                        continue
+                    # Each later item matched on what it shares with the group's other
+                    # items, as it would report resolved alone; its new identifiers are
+                    # attached, not matched.
+                    held_by = Counter(k for i in members for k in items[i].keys)
                     for other in others:
+                        shared = [k for k in items[other].keys if held_by[k] > 1]
                         results[other] = Resolution(customer_id, MatchMethod.DETERMINISTIC,
-                                                    1.0, _kinds(items[other].keys),
-                                                    created=False)
+                                                    1.0, _kinds(shared), created=False)
                 await uow.commit()
         except (_LostRace, *_RETRYABLE):
             # Someone stored one of these identifiers meanwhile: decide each item alone.

@@ -64,6 +64,10 @@ async def test_a_batch_of_thousands_is_resolved_in_a_handful_of_statements(
     items[10] = request(email="known@example.com")
     items[11] = request(email="person-5@example.com", device_id="shared-device")  # same as #5
     items[12] = request(email="broken")
+    alone_first = await identity.stub.ResolveIdentity(request(email="solo@example.com"))
+    alone = await identity.stub.ResolveIdentity(
+        request(email="solo@example.com", device_id="solo-device"))
+    assert alone.customer_id == alone_first.customer_id
     span_exporter.clear()
     response = await identity.stub.BatchResolveIdentities(
         identity_pb2.BatchResolveIdentitiesRequest(items=items))
@@ -72,6 +76,8 @@ async def test_a_batch_of_thousands_is_resolved_in_a_handful_of_statements(
     assert results[10].resolution.customer_id == known.customer_id
     assert results[10].resolution.method == identity_pb2.MATCH_METHOD_DETERMINISTIC
     assert results[11].resolution.customer_id == results[5].resolution.customer_id
+    # As if resolved alone after #5: matched on the email, the new device id attached.
+    assert list(results[11].resolution.matched_on) == list(alone.matched_on) == ["email"]
     assert [v.field for v in results[12].error.field_violations] == ["items[12].identifiers.email"]
     created = {r.resolution.customer_id for i, r in enumerate(results) if i not in (10, 11, 12)}
     assert len(created) == 1997
