@@ -10,13 +10,16 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from cdp_cli.services import SERVICES
 from cdp_embedded.nats import free_port
+
+T = TypeVar("T")
 
 # Put in the sandbox by `runtime_package_dependencies` (see BUILD): the same pexes
 # `./pants package ::` writes to dist/cdp/.
@@ -52,6 +55,20 @@ class RunningSuite:
         self.process.send_signal(signal.SIGINT)
         output, _ = self.process.communicate(timeout=timeout)
         return self.process.returncode, output
+
+
+def eventually(probe: Callable[[], T], accept: Callable[[T], bool], *, timeout: float = 60,
+               message: str) -> T:
+    """Calls `probe` until `accept` takes its result (the suite's effects are asynchronous);
+    returns that result, or fails after `timeout` with the last one seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if accept(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message}: not within {timeout} s; last {value!r}")
+        time.sleep(0.2)
 
 
 def wait_for_line(process: subprocess.Popen[str], marker: str, timeout: float) -> list[str]:

@@ -9,11 +9,10 @@ import asyncio
 import base64
 import hashlib
 import json
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import nats
@@ -24,9 +23,8 @@ from segment.analytics.client import Client as SegmentClient
 
 from cdp_cli.reflection_client import ReflectionClient
 
-from .suite import RunningSuite, suite_up
+from .suite import RunningSuite, eventually, suite_up
 
-T = TypeVar("T")
 EMAIL = "ada@example.com"
 LIST_ID = "c0ffee0001"
 # The key `cdp up` gives the sandbox (see cli/cdp_cli/services.py); it guards nothing.
@@ -41,18 +39,6 @@ def suite(tmp_path: Path) -> Iterator[RunningSuite]:
                              "CDP_EVENTS_BATCH_MAX_DELAY_SECONDS": "0.2"},
                   timeout=240) as running:
         yield running
-
-
-def eventually(probe: Callable[[], T], accept: Callable[[T], bool], *, timeout: float = 60,
-               message: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if accept(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message}: not within {timeout} s; last {value!r}")
-        time.sleep(0.2)
 
 
 def call(suite: RunningSuite, service: str, method: str, request: dict[str, Any]

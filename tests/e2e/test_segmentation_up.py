@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,7 +20,7 @@ from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp.segmentation.v1 import segmentation_pb2 as pb
 from cdp.segmentation.v1 import segmentation_pb2_grpc
 
-from .suite import RunningSuite, suite_up
+from .suite import RunningSuite, eventually, suite_up
 
 EXAMPLES = Path("services/segmentation/examples")
 SANDBOX_KEY = "0123456789abcdef0123456789abcdef-us1"
@@ -46,13 +45,8 @@ def suite(tmp_path: Path, shift_file: Path) -> Iterator[RunningSuite]:
 
 
 def wait_for(probe: Callable[[], Any], expected: Any, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    seen = probe()
-    while seen != expected:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: {seen!r}, expected {expected!r}")
-        time.sleep(0.2)
-        seen = probe()
+    eventually(probe, lambda seen: seen == expected, timeout=timeout,
+               message=f"{what} (expected {expected!r})")
 
 
 class Sandbox:
